@@ -100,7 +100,7 @@ pub fn position_profile(trajectories: &[ProfileInput<'_>], labels: &[Label], mar
             present += 1;
             token_sum += *running;
             let Some(slot) = labels.iter().position(|&l| l == label) else { continue };
-            let mut count_in = |group: &mut Tally| {
+            let count_in = |group: &mut Tally| {
                 group.n += 1;
                 group.counts[slot] += 1;
             };

@@ -1,0 +1,134 @@
+//! Scorers: what turns a prompt and a response into the log-probability of
+//! every response token under one model.
+//!
+//! Every model backend sits behind the one narrow [`Scorer`] trait: the
+//! precomputed-file scorer here ([`FileScorer`], `file:PATH`), and the
+//! in-process checkpoint and inference-server scorers in their own crates.
+//! A scorer returns each token's byte span in the response and its natural
+//! log-probability; the core aligns those to actions, so models may have
+//! different tokenizers.
+
+mod file;
+mod spec;
+
+pub use file::FileScorer;
+pub use spec::{ScorerSpec, ScorerSpecError};
+
+use serde::Serialize;
+use whence_core::{ByteSpan, Record};
+
+/// The log-probabilities of a response's tokens under one model.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenLogprobs {
+    /// Byte spans in the response, one per token, in order (zero-width spans
+    /// allowed, e.g. a BOS).
+    pub spans: Vec<ByteSpan>,
+    /// Natural log-probabilities, one per span, finite and ≤ 0.
+    pub logprobs: Vec<f64>,
+}
+
+impl TokenLogprobs {
+    /// Mean log-probability over the tokens with a non-empty span, `None`
+    /// when there is none (the GRAPE statistic).
+    pub fn mean_logprob(&self) -> Option<f64> {
+        let (sum, n) = self
+            .spans
+            .iter()
+            .zip(&self.logprobs)
+            .filter(|(span, _)| !span.is_empty())
+            .fold((0.0, 0usize), |(sum, n), (_, lp)| (sum + lp, n + 1));
+        (n > 0).then(|| sum / n as f64)
+    }
+}
+
+/// What a scorer is, for the summary: where it reads from and a fingerprint
+/// of the model (or file) so that results can be traced to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelInfo {
+    /// `file`, `checkpoint` or `server`.
+    pub kind: String,
+    /// A path or an endpoint.
+    pub source: String,
+    /// `sha256:…` of the scorer's defining content.
+    pub fingerprint: String,
+}
+
+/// Why a record could not be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// The scores given for one record are unusable; the run may skip the
+    /// record (`--skip-invalid`).
+    #[error("{location}: field `{field}`: {message}")]
+    InvalidRecord { location: String, field: String, message: String },
+    /// The scorer has nothing for this record.
+    #[error("{scorer} has no scores for record `{id}` (input {input}, field `id`)")]
+    MissingRecord { scorer: String, id: String, input: String },
+    /// The scorer cannot work at all (unreadable file, unreachable model).
+    #[error("{0}")]
+    Fatal(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ScoreError {
+    /// Whether the error concerns one record only (and may be skipped).
+    pub fn is_record_specific(&self) -> bool {
+        matches!(self, ScoreError::InvalidRecord { .. } | ScoreError::MissingRecord { .. })
+    }
+}
+
+/// A model that scores responses, one record at a time.
+///
+/// Implementations must be deterministic: the same record gives the same
+/// log-probabilities.
+pub trait Scorer {
+    /// What this scorer is.
+    fn info(&self) -> &ModelInfo;
+
+    /// The token log-probabilities of `record.response` given `record.prompt`.
+    fn score(&mut self, record: &Record) -> Result<TokenLogprobs, ScoreError>;
+
+    /// Scores several records; backends that batch or run requests
+    /// concurrently override this. Results come back in input order.
+    fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
+        records.iter().map(|record| self.score(record)).collect()
+    }
+}
+
+/// Checks a scorer's output against the response it scores: as many
+/// log-probabilities as spans, spans inside the response on char boundaries,
+/// log-probabilities finite and ≤ 0. `location` names where the scores came
+/// from, for the error.
+pub fn validate(scores: &TokenLogprobs, response: &str, location: &str) -> Result<(), ScoreError> {
+    let invalid = |field: String, message: String| ScoreError::InvalidRecord { location: location.to_string(), field, message };
+    if scores.spans.len() != scores.logprobs.len() {
+        return Err(invalid(
+            "logprobs".into(),
+            format!("{} log-probabilities for {} offsets; there must be one per offset", scores.logprobs.len(), scores.spans.len()),
+        ));
+    }
+    for (i, span) in scores.spans.iter().enumerate() {
+        if span.end > response.len() {
+            return Err(invalid(
+                format!("offsets[{i}]"),
+                format!("span {span} ends past the response, which is {} bytes long", response.len()),
+            ));
+        }
+        if !response.is_char_boundary(span.start) || !response.is_char_boundary(span.end) {
+            return Err(invalid(format!("offsets[{i}]"), format!("span {span} does not fall on UTF-8 character boundaries of the response")));
+        }
+    }
+    for (i, &logprob) in scores.logprobs.iter().enumerate() {
+        if !logprob.is_finite() || logprob > 0.0 {
+            return Err(invalid(
+                format!("logprobs[{i}]"),
+                format!("log-probability `{logprob}` is not a finite number ≤ 0"),
+            ));
+        }
+    }
+    Ok(())
+}
