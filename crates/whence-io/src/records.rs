@@ -1,0 +1,510 @@
+//! Input records: JSONL or Parquet, one record a line or row (SPEC §9).
+//!
+//! Fields (names configurable through [`FieldNames`]):
+//! - `id`: string or integer; default `FILE:LINE` (JSONL, 1-based lines) or
+//!   `FILE:ROW` (Parquet, 0-based rows), FILE being the file name;
+//! - `question_id`: string or integer; default `prompt-` and 16 hex digits of
+//!   a stable hash (FNV-1a 64) of the prompt;
+//! - the prompt: `prompt` (string), else `messages` (OpenAI: `role`,
+//!   `content` as a string or a list of text parts), else `conversations`
+//!   (ShareGPT: `from`, `value`; `human` → `user`, `gpt` → `assistant`);
+//!   a last turn by the assistant is never part of the prompt: it is the
+//!   response when there is no `response` field;
+//! - `response`: string, with at least one non-whitespace character;
+//! - `correct` (bool, optional) and `answer` (string or number, optional).
+//!
+//! Any problem with a record is an [`InputError`] naming the file, the line
+//! (or row) and the field; with `skip_invalid` the record is skipped instead
+//! and listed in [`RecordSet::skipped`].
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use arrow_array::{BooleanArray, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use whence_core::hash::fnv1a64;
+use whence_core::{ChatMessage, Prompt, Record, SourceLocation};
+
+/// The input file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    Jsonl,
+    Parquet,
+}
+
+impl InputFormat {
+    /// From the file's extension: `.jsonl`, `.ndjson`, `.json` or `.parquet`, `.pq`.
+    pub fn of_path(path: &Path) -> Result<Self, InputError> {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match extension.as_str() {
+            "jsonl" | "ndjson" | "json" => Ok(InputFormat::Jsonl),
+            "parquet" | "pq" => Ok(InputFormat::Parquet),
+            _ => Err(InputError::Format {
+                path: path.display().to_string(),
+                message: format!(
+                    "unknown input format `.{extension}`; valid extensions: .jsonl, .ndjson, .json (JSON lines), .parquet, .pq"
+                ),
+            }),
+        }
+    }
+}
+
+/// The names of the input fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldNames {
+    pub id: String,
+    pub question_id: String,
+    pub prompt: String,
+    pub messages: String,
+    pub conversations: String,
+    pub response: String,
+    pub correct: String,
+    pub answer: String,
+}
+
+impl Default for FieldNames {
+    fn default() -> Self {
+        FieldNames {
+            id: "id".into(),
+            question_id: "question_id".into(),
+            prompt: "prompt".into(),
+            messages: "messages".into(),
+            conversations: "conversations".into(),
+            response: "response".into(),
+            correct: "correct".into(),
+            answer: "answer".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    pub fields: FieldNames,
+    /// Skip invalid records (and list them) instead of failing.
+    pub skip_invalid: bool,
+}
+
+/// A problem with the input.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{location}: field `{field}`: {message}")]
+    Field { location: String, field: String, message: String },
+    #[error("{location}: {message}")]
+    Record { location: String, message: String },
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A record left out by `--skip-invalid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// `FILE:LINE` or `FILE row N`.
+    pub location: String,
+    /// The record's id, when it could be read.
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+/// The original rows, kept to write a subset back in the input's own format.
+#[derive(Debug, Clone)]
+enum OriginalRows {
+    /// The raw line of each record, byte for byte.
+    Jsonl(Vec<Vec<u8>>),
+    /// All rows in one batch, and each record's row.
+    Parquet { batch: RecordBatch, rows: Vec<usize> },
+}
+
+/// The records of one input file.
+#[derive(Debug, Clone)]
+pub struct RecordSet {
+    pub path: PathBuf,
+    pub format: InputFormat,
+    pub records: Vec<Record>,
+    pub skipped: Vec<Skipped>,
+    original: OriginalRows,
+}
+
+impl RecordSet {
+    /// Drops records (e.g. ones a scorer could not score under
+    /// `--skip-invalid`), keeping the original rows in step.
+    pub fn retain(&mut self, mut keep: impl FnMut(usize, &Record) -> bool) {
+        let flags: Vec<bool> = self.records.iter().enumerate().map(|(i, r)| keep(i, r)).collect();
+        let mut flag = flags.iter();
+        self.records.retain(|_| *flag.next().unwrap());
+        match &mut self.original {
+            OriginalRows::Jsonl(lines) => {
+                let mut flag = flags.iter();
+                lines.retain(|_| *flag.next().unwrap());
+            }
+            OriginalRows::Parquet { rows, .. } => {
+                let mut flag = flags.iter();
+                rows.retain(|_| *flag.next().unwrap());
+            }
+        }
+    }
+
+    /// Writes the records at `keep` (indices into `records`, in any order;
+    /// written in input order) to `path` in the input's own format, with every
+    /// original field, atomically.
+    pub fn write_subset(&self, keep: &[usize], path: &Path) -> std::io::Result<()> {
+        let mut sorted = keep.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        match &self.original {
+            OriginalRows::Jsonl(lines) => crate::atomic::write_atomic(path, |writer| {
+                for &i in &sorted {
+                    let line = &lines[i];
+                    writer.write_all(line)?;
+                    if !line.ends_with(b"\n") {
+                        writer.write_all(b"\n")?;
+                    }
+                }
+                Ok(())
+            }),
+            OriginalRows::Parquet { batch, rows } => {
+                let mut mask = vec![false; batch.num_rows()];
+                for &i in &sorted {
+                    mask[rows[i]] = true;
+                }
+                let filtered = arrow_select::filter::filter_record_batch(batch, &BooleanArray::from(mask))
+                    .map_err(std::io::Error::other)?;
+                crate::atomic::write_atomic(path, |writer| {
+                    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                    let mut parquet = ArrowWriter::try_new(writer, filtered.schema(), Some(properties))
+                        .map_err(std::io::Error::other)?;
+                    parquet.write(&filtered).map_err(std::io::Error::other)?;
+                    parquet.close().map_err(std::io::Error::other)?;
+                    Ok(())
+                })
+            }
+        }
+    }
+}
+
+/// Reads every record of `path`.
+pub fn read_records(path: &Path, options: &ReadOptions) -> Result<RecordSet, InputError> {
+    let format = InputFormat::of_path(path)?;
+    let mut reader = Reader::new(path, options);
+    let original = match format {
+        InputFormat::Jsonl => reader.read_jsonl()?,
+        InputFormat::Parquet => reader.read_parquet()?,
+    };
+    Ok(RecordSet { path: path.to_path_buf(), format, records: reader.records, skipped: reader.skipped, original })
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    display: String,
+    file_name: String,
+    options: &'a ReadOptions,
+    records: Vec<Record>,
+    skipped: Vec<Skipped>,
+    seen: HashMap<String, String>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(path: &'a Path, options: &'a ReadOptions) -> Self {
+        Reader {
+            path,
+            display: path.display().to_string(),
+            file_name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            options,
+            records: Vec::new(),
+            skipped: Vec::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    fn io_error(&self, source: std::io::Error) -> InputError {
+        InputError::Io { path: self.display.clone(), source }
+    }
+
+    fn read_jsonl(&mut self) -> Result<OriginalRows, InputError> {
+        let file = File::open(self.path).map_err(|e| self.io_error(e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut lines = Vec::new();
+        let mut line = Vec::new();
+        let mut number = 0usize;
+        loop {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line).map_err(|e| self.io_error(e))?;
+            if read == 0 {
+                break;
+            }
+            number += 1;
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            let location = SourceLocation { file: self.display.clone(), line: Some(number), row: None };
+            let default_id = format!("{}:{}", self.file_name, number);
+            let parsed = serde_json::from_slice::<Value>(&line).map_err(|e| InputError::Record {
+                location: location.to_string(),
+                message: format!("line is not valid JSON: {e}"),
+            });
+            let accepted = match parsed {
+                Ok(value) => self.accept(value, location, default_id)?,
+                Err(error) => self.reject(error, None)?,
+            };
+            if accepted {
+                lines.push(line.clone());
+            }
+        }
+        Ok(OriginalRows::Jsonl(lines))
+    }
+
+    fn read_parquet(&mut self) -> Result<OriginalRows, InputError> {
+        let format_error = |message: String| InputError::Format { path: self.display.clone(), message };
+        let file = File::open(self.path).map_err(|e| self.io_error(e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| format_error(format!("not a readable Parquet file: {e}")))?;
+        let schema = builder.schema().clone();
+        let batches: Vec<RecordBatch> = builder
+            .build()
+            .map_err(|e| format_error(format!("not a readable Parquet file: {e}")))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format_error(format!("cannot decode Parquet data: {e}")))?;
+        let batch = arrow_select::concat::concat_batches(&schema, &batches)
+            .map_err(|e| format_error(format!("cannot decode Parquet data: {e}")))?;
+        let objects = batch_to_json_objects(&batch).map_err(|e| format_error(format!("cannot convert rows to JSON: {e}")))?;
+        let mut rows = Vec::new();
+        for (row, object) in objects.into_iter().enumerate() {
+            let location = SourceLocation { file: self.display.clone(), line: None, row: Some(row) };
+            let default_id = format!("{}:{}", self.file_name, row);
+            if self.accept(Value::Object(object), location, default_id)? {
+                rows.push(row);
+            }
+        }
+        Ok(OriginalRows::Parquet { batch, rows })
+    }
+
+    /// Adds the record, or skips it; returns whether it was added.
+    fn accept(&mut self, value: Value, location: SourceLocation, default_id: String) -> Result<bool, InputError> {
+        let record = parse_record(value, &location, default_id, &self.options.fields).and_then(|record| {
+            match self.seen.get(&record.id) {
+                Some(first) => Err(InputError::Field {
+                    location: location.to_string(),
+                    field: self.options.fields.id.clone(),
+                    message: format!("duplicate id `{}`, first seen at {first}", record.id),
+                }),
+                None => Ok(record),
+            }
+        });
+        match record {
+            Ok(record) => {
+                self.seen.insert(record.id.clone(), location.to_string());
+                self.records.push(record);
+                Ok(true)
+            }
+            Err(error) => self.reject(error, None),
+        }
+    }
+
+    fn reject(&mut self, error: InputError, id: Option<String>) -> Result<bool, InputError> {
+        if !self.options.skip_invalid {
+            return Err(error);
+        }
+        let (location, reason) = match &error {
+            InputError::Field { location, field, message } => (location.clone(), format!("field `{field}`: {message}")),
+            InputError::Record { location, message } => (location.clone(), message.clone()),
+            other => return Err(InputError::Format { path: self.display.clone(), message: other.to_string() }),
+        };
+        self.skipped.push(Skipped { location, id, reason });
+        Ok(false)
+    }
+}
+
+fn batch_to_json_objects(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, String> {
+    let mut buffer = Vec::new();
+    {
+        let mut writer = arrow_json::LineDelimitedWriter::new(&mut buffer);
+        writer.write(batch).map_err(|e| e.to_string())?;
+        writer.finish().map_err(|e| e.to_string())?;
+    }
+    let mut objects = Vec::with_capacity(batch.num_rows());
+    for line in buffer.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<Value>(line).map_err(|e| e.to_string())? {
+            Value::Object(object) => objects.push(object),
+            other => return Err(format!("row is not an object: {other}")),
+        }
+    }
+    // A row whose every column is null is written as `{}` and still counts.
+    if objects.len() != batch.num_rows() {
+        return Err(format!("expected {} rows, converted {}", batch.num_rows(), objects.len()));
+    }
+    Ok(objects)
+}
+
+fn parse_record(value: Value, location: &SourceLocation, default_id: String, fields: &FieldNames) -> Result<Record, InputError> {
+    let field_error = |field: &str, message: String| InputError::Field {
+        location: location.to_string(),
+        field: field.to_string(),
+        message,
+    };
+    let Value::Object(object) = value else {
+        return Err(InputError::Record {
+            location: location.to_string(),
+            message: format!("expected a JSON object, found `{}`", truncate(&value.to_string())),
+        });
+    };
+    let present = |name: &str| object.get(name).filter(|v| !v.is_null());
+
+    let id = match present(&fields.id) {
+        None => default_id,
+        Some(value) => identifier(value).ok_or_else(|| field_error(&fields.id, format!("`{}` is not a string or an integer", truncate(&value.to_string()))))?,
+    };
+
+    let (prompt, response_turn) = if let Some(value) = present(&fields.prompt) {
+        let text = value
+            .as_str()
+            .ok_or_else(|| field_error(&fields.prompt, format!("`{}` is not a string", truncate(&value.to_string()))))?;
+        (Prompt::Text(text.to_string()), None)
+    } else if let Some(value) = present(&fields.messages) {
+        let turns = chat_turns(value, &fields.messages, "role", "content", location)?;
+        split_response_turn(turns)
+    } else if let Some(value) = present(&fields.conversations) {
+        let turns = chat_turns(value, &fields.conversations, "from", "value", location)?;
+        split_response_turn(turns)
+    } else {
+        return Err(field_error(
+            &fields.prompt,
+            format!(
+                "no prompt: none of the fields `{}`, `{}`, `{}` is present (present: {})",
+                fields.prompt,
+                fields.messages,
+                fields.conversations,
+                field_list(&object)
+            ),
+        ));
+    };
+
+    let response = match (present(&fields.response), response_turn) {
+        (Some(value), _) => value
+            .as_str()
+            .ok_or_else(|| field_error(&fields.response, format!("`{}` is not a string", truncate(&value.to_string()))))?
+            .to_string(),
+        (None, Some(turn)) => turn,
+        (None, None) => {
+            return Err(field_error(
+                &fields.response,
+                format!("is missing, and the prompt does not end with an assistant turn (present: {})", field_list(&object)),
+            ))
+        }
+    };
+    if response.trim().is_empty() {
+        return Err(field_error(&fields.response, "is empty: there is nothing to trace".into()));
+    }
+
+    let question_id = match present(&fields.question_id) {
+        None => format!("prompt-{:016x}", fnv1a64(prompt.canonical_text().as_bytes())),
+        Some(value) => identifier(value)
+            .ok_or_else(|| field_error(&fields.question_id, format!("`{}` is not a string or an integer", truncate(&value.to_string()))))?,
+    };
+    let correct = match present(&fields.correct) {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(value) => return Err(field_error(&fields.correct, format!("`{}` is not true or false", truncate(&value.to_string())))),
+    };
+    let answer = match present(&fields.answer) {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(value) => return Err(field_error(&fields.answer, format!("`{}` is not a string or a number", truncate(&value.to_string())))),
+    };
+    Ok(Record { id, question_id, prompt, response, correct, answer, source: location.clone() })
+}
+
+fn identifier(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn field_list(object: &Map<String, Value>) -> String {
+    let names: Vec<String> = object.keys().map(|k| format!("`{k}`")).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn truncate(text: &str) -> String {
+    const LIMIT: usize = 60;
+    match text.char_indices().nth(LIMIT) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+fn normalise_role(role: &str) -> String {
+    match role {
+        "human" | "user" => "user".into(),
+        "gpt" | "assistant" | "model" | "chatgpt" | "bing" | "bard" => "assistant".into(),
+        other => other.to_string(),
+    }
+}
+
+fn chat_turns(value: &Value, field: &str, role_key: &str, content_key: &str, location: &SourceLocation) -> Result<Vec<ChatMessage>, InputError> {
+    let error = |path: String, message: String| InputError::Field { location: location.to_string(), field: path, message };
+    let items = value
+        .as_array()
+        .ok_or_else(|| error(field.to_string(), format!("`{}` is not a list of turns", truncate(&value.to_string()))))?;
+    if items.is_empty() {
+        return Err(error(field.to_string(), "is an empty list of turns".into()));
+    }
+    let mut turns = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let role = item
+            .get(role_key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| error(format!("{field}[{i}].{role_key}"), "is missing or not a string".into()))?;
+        let content = match item.get(content_key) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => text_parts(parts).ok_or_else(|| {
+                error(format!("{field}[{i}].{content_key}"), "is a list whose parts are not all text (`{\"type\": \"text\", \"text\": …}`)".into())
+            })?,
+            Some(Value::Null) | None => String::new(),
+            Some(other) => return Err(error(format!("{field}[{i}].{content_key}"), format!("`{}` is not a string", truncate(&other.to_string())))),
+        };
+        turns.push(ChatMessage { role: normalise_role(role), content });
+    }
+    Ok(turns)
+}
+
+fn text_parts(parts: &[Value]) -> Option<String> {
+    let mut text = String::new();
+    for part in parts {
+        match part {
+            Value::String(s) => text.push_str(s),
+            Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("text") => text.push_str(o.get("text")?.as_str()?),
+            _ => return None,
+        }
+    }
+    Some(text)
+}
+
+fn split_response_turn(mut turns: Vec<ChatMessage>) -> (Prompt, Option<String>) {
+    if turns.len() > 1 && turns.last().is_some_and(|t| t.role == "assistant") {
+        let response = turns.pop().map(|t| t.content);
+        (Prompt::Chat(turns), response)
+    } else {
+        (Prompt::Chat(turns), None)
+    }
+}
+
