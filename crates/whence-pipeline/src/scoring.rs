@@ -1,0 +1,106 @@
+//! Running one scorer over all records and aligning its tokens to actions.
+
+use whence_core::{Action, ActionScores, AlignedResponse, Record, Segmenter};
+use whence_io::Skipped;
+use whence_score::{ScoreError, Scorer};
+
+use crate::{PipelineError, Progress};
+
+/// Records are handed to scorers in batches of this many.
+const BATCH: usize = 64;
+
+/// One model's result for one record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub scores: ActionScores,
+    /// Mean log-probability over all the response's tokens (GRAPE's statistic).
+    pub mean_logprob: Option<f64>,
+}
+
+/// Records cut into actions, and which of them are still in the analysis.
+#[derive(Debug)]
+pub struct Corpus {
+    pub records: Vec<Record>,
+    pub actions: Vec<Vec<Action>>,
+    /// Records dropped by `--skip-invalid`, with why.
+    pub skipped: Vec<Skipped>,
+    active: Vec<bool>,
+}
+
+impl Corpus {
+    pub fn new(records: Vec<Record>, segmenter: &Segmenter) -> Self {
+        let actions = records.iter().map(|r| segmenter.segment(&r.response)).collect();
+        let active = vec![true; records.len()];
+        Corpus { records, actions, skipped: Vec::new(), active }
+    }
+
+    pub fn is_active(&self, index: usize) -> bool {
+        self.active[index]
+    }
+
+    /// Indices of the records still in the analysis.
+    pub fn active_indices(&self) -> Vec<usize> {
+        (0..self.records.len()).filter(|&i| self.active[i]).collect()
+    }
+
+    /// Scores every active record with `scorer` (playing `role`). A record
+    /// the scorer rejects is an error, or with `skip_invalid` is dropped and
+    /// listed in `skipped`.
+    pub fn score(
+        &mut self,
+        role: &str,
+        scorer: &mut dyn Scorer,
+        skip_invalid: bool,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Option<Scored>>, PipelineError> {
+        let mut results: Vec<Option<Scored>> = vec![None; self.records.len()];
+        let active = self.active_indices();
+        progress.start(role, active.len() as u64);
+        for chunk in active.chunks(BATCH) {
+            let batch: Vec<&Record> = chunk.iter().map(|&i| &self.records[i]).collect();
+            let outcomes = scorer.score_batch(&batch);
+            let mut tokens = 0u64;
+            for (&index, outcome) in chunk.iter().zip(outcomes) {
+                match outcome {
+                    Ok(token_logprobs) => {
+                        tokens += token_logprobs.spans.len() as u64;
+                        let response = AlignedResponse::new(&self.records[index].response, &self.actions[index]);
+                        let scores = response.score(&token_logprobs.spans, &token_logprobs.logprobs);
+                        results[index] = Some(Scored { scores, mean_logprob: token_logprobs.mean_logprob() });
+                    }
+                    Err(error) => self.reject(index, role, error, skip_invalid)?,
+                }
+            }
+            progress.advance(chunk.len() as u64, tokens);
+        }
+        progress.finish();
+        Ok(results)
+    }
+
+    fn reject(&mut self, index: usize, role: &str, error: ScoreError, skip_invalid: bool) -> Result<(), PipelineError> {
+        if !(skip_invalid && error.is_record_specific()) {
+            return Err(PipelineError::Score { role: role.to_string(), source: error });
+        }
+        let record = &self.records[index];
+        self.skipped.push(Skipped {
+            location: record.source.to_string(),
+            id: Some(record.id.clone()),
+            reason: format!("{role} scorer: {error}"),
+        });
+        self.active[index] = false;
+        Ok(())
+    }
+
+    /// Fails when nothing is left to analyse.
+    pub fn ensure_some_active(&self) -> Result<(), PipelineError> {
+        if self.active.iter().any(|&a| a) {
+            return Ok(());
+        }
+        let reason = if self.records.is_empty() {
+            "the input holds no record".to_string()
+        } else {
+            format!("all {} records were skipped as invalid", self.records.len())
+        };
+        Err(PipelineError::NoRecords { reason })
+    }
+}
