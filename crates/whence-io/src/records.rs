@@ -90,6 +90,9 @@ pub struct ReadOptions {
     pub fields: FieldNames,
     /// Skip invalid records (and list them) instead of failing.
     pub skip_invalid: bool,
+    /// Whether a record must have a prompt; commands that only read the
+    /// response (`segment`, `grade`) accept records without one.
+    pub prompt_optional: bool,
 }
 
 /// A problem with the input.
@@ -293,7 +296,7 @@ impl<'a> Reader<'a> {
 
     /// Adds the record, or skips it; returns whether it was added.
     fn accept(&mut self, value: Value, location: SourceLocation, default_id: String) -> Result<bool, InputError> {
-        let record = parse_record(value, &location, default_id, &self.options.fields).and_then(|record| {
+        let record = parse_record(value, &location, default_id, self.options).and_then(|record| {
             match self.seen.get(&record.id) {
                 Some(first) => Err(InputError::Field {
                     location: location.to_string(),
@@ -348,7 +351,8 @@ fn batch_to_json_objects(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>,
     Ok(objects)
 }
 
-fn parse_record(value: Value, location: &SourceLocation, default_id: String, fields: &FieldNames) -> Result<Record, InputError> {
+fn parse_record(value: Value, location: &SourceLocation, default_id: String, options: &ReadOptions) -> Result<Record, InputError> {
+    let fields = &options.fields;
     let field_error = |field: &str, message: String| InputError::Field {
         location: location.to_string(),
         field: field.to_string(),
@@ -378,6 +382,8 @@ fn parse_record(value: Value, location: &SourceLocation, default_id: String, fie
     } else if let Some(value) = present(&fields.conversations) {
         let turns = chat_turns(value, &fields.conversations, "from", "value", location)?;
         split_response_turn(turns)
+    } else if options.prompt_optional {
+        (Prompt::Text(String::new()), None)
     } else {
         return Err(field_error(
             &fields.prompt,
