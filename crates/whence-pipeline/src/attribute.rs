@@ -155,7 +155,7 @@ pub fn run_attribute(
     let segmenter = Segmenter::new(&settings.segmentation).map_err(|e| PipelineError::NoRecords { reason: e.to_string() })?;
     let mut records = std::mem::take(&mut input.records);
     settle_correctness(&mut records, settings.fallback);
-    let mut corpus = Corpus::new(records, &segmenter);
+    let mut corpus = Corpus::new(records, &segmenter, input.skipped.len());
     corpus.ensure_some_active()?;
     let models = AttributeModels { distilled: distilled.info().clone(), student: student.info().clone() };
     let distilled_scores = corpus.score("distilled", distilled, settings.skip_invalid, progress)?;

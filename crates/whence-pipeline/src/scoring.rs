@@ -25,13 +25,17 @@ pub struct Corpus {
     /// Records dropped by `--skip-invalid`, with why.
     pub skipped: Vec<Skipped>,
     active: Vec<bool>,
+    /// Records skipped while reading the input, before the corpus was built.
+    skipped_on_read: usize,
 }
 
 impl Corpus {
-    pub fn new(records: Vec<Record>, segmenter: &Segmenter) -> Self {
+    /// `skipped_on_read`: how many records reading the input skipped, for
+    /// the message when none is left.
+    pub fn new(records: Vec<Record>, segmenter: &Segmenter, skipped_on_read: usize) -> Self {
         let actions = records.iter().map(|r| segmenter.segment(&r.response)).collect();
         let active = vec![true; records.len()];
-        Corpus { records, actions, skipped: Vec::new(), active }
+        Corpus { records, actions, skipped: Vec::new(), active, skipped_on_read }
     }
 
     pub fn is_active(&self, index: usize) -> bool {
@@ -96,10 +100,11 @@ impl Corpus {
         if self.active.iter().any(|&a| a) {
             return Ok(());
         }
-        let reason = if self.records.is_empty() {
+        let total = self.records.len() + self.skipped_on_read;
+        let reason = if total == 0 {
             "the input holds no record".to_string()
         } else {
-            format!("all {} records were skipped as invalid", self.records.len())
+            format!("all {total} records were skipped as invalid")
         };
         Err(PipelineError::NoRecords { reason })
     }

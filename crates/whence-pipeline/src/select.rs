@@ -104,7 +104,7 @@ pub fn run_select(
 ) -> Result<SelectOutput, PipelineError> {
     let segmenter = Segmenter::new(&settings.segmentation).map_err(|e| PipelineError::NoRecords { reason: e.to_string() })?;
     let records = std::mem::take(&mut input.records);
-    let mut corpus = Corpus::new(records, &segmenter);
+    let mut corpus = Corpus::new(records, &segmenter, input.skipped.len());
     corpus.ensure_some_active()?;
     let models = SelectModels { teacher: teacher.info().clone(), student: student.info().clone() };
     let teacher_scores = corpus.score("teacher", teacher, settings.skip_invalid, progress)?;

@@ -115,7 +115,7 @@ pub fn run_trace(
     let segmenter = Segmenter::new(&settings.segmentation).map_err(|e| PipelineError::NoRecords { reason: e.to_string() })?;
     let mut records = std::mem::take(&mut input.records);
     let correctness = settle_correctness(&mut records, settings.fallback);
-    let mut corpus = Corpus::new(records, &segmenter);
+    let mut corpus = Corpus::new(records, &segmenter, input.skipped.len());
     corpus.ensure_some_active()?;
 
     let models = ModelsSummary {

@@ -94,16 +94,16 @@ impl FileScorer {
             }
             let location = format!("{display}:{number}");
             let parsed: IdOnly = serde_json::from_slice(content)
-                .map_err(|e| ScoreError::Fatal(format!("{location}: line {}", json_problem(content, &e))))?;
+                .map_err(|e| ScoreError::InvalidSource(format!("{location}: line {}", json_problem(content, &e))))?;
             let id = match parsed.id.as_ref() {
-                None => return Err(ScoreError::Fatal(format!("{location}: field `id` is missing"))),
+                None => return Err(ScoreError::InvalidSource(format!("{location}: field `id` is missing"))),
                 Some(value) => id_text(value).ok_or_else(|| {
-                    ScoreError::Fatal(format!("{location}: field `id`: `{value}` is not a string or an integer"))
+                    ScoreError::InvalidSource(format!("{location}: field `id`: `{value}` is not a string or an integer"))
                 })?,
             };
             let entry = LineEntry { offset: start, length: read, line: number };
             if let Some(previous) = index.insert(id.clone(), entry) {
-                return Err(ScoreError::Fatal(format!(
+                return Err(ScoreError::InvalidSource(format!(
                     "{location}: field `id`: duplicate id `{id}`, first seen at line {}",
                     previous.line
                 )));

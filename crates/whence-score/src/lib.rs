@@ -63,9 +63,13 @@ pub enum ScoreError {
     /// The scorer has nothing for this record.
     #[error("{scorer} has no scores for record `{id}` (input {input}, field `id`)")]
     MissingRecord { scorer: String, id: String, input: String },
-    /// The scorer cannot work at all (unreadable file, unreachable model).
+    /// The scorer's own input is unusable (a malformed scorer file, a bad
+    /// checkpoint): nothing can be scored until it is fixed.
     #[error("{0}")]
-    Fatal(String),
+    InvalidSource(String),
+    /// The scorer failed while working (a model or server error).
+    #[error("{0}")]
+    Failed(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -78,6 +82,12 @@ impl ScoreError {
     /// Whether the error concerns one record only (and may be skipped).
     pub fn is_record_specific(&self) -> bool {
         matches!(self, ScoreError::InvalidRecord { .. } | ScoreError::MissingRecord { .. })
+    }
+
+    /// Whether the error comes from what the user gave (exit code 2) rather
+    /// than from a failure while running (exit code 1).
+    pub fn is_input_error(&self) -> bool {
+        !matches!(self, ScoreError::Failed(_))
     }
 }
 
