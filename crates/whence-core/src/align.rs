@@ -10,17 +10,15 @@
 use crate::segment::Action;
 use crate::span::ByteSpan;
 
-/// A response with its actions and what alignment needs to know of its bytes.
-#[derive(Debug, Clone)]
+/// A response with its actions, ready to align any model's tokens to.
+#[derive(Debug, Clone, Copy)]
 pub struct AlignedResponse<'a> {
+    text: &'a [u8],
     actions: &'a [Action],
-    /// `non_blank_before[i]`: how many bytes of `text[..i]` belong to
-    /// non-whitespace characters.
-    non_blank_before: Vec<u32>,
 }
 
 /// One model's scores aligned to the actions of a response.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ActionScores {
     /// Per action: how many tokens count toward it.
     pub tokens: Vec<u32>,
@@ -29,6 +27,15 @@ pub struct ActionScores {
     /// Per action: how many tokens count toward it and toward no earlier
     /// action, so that a running sum gives the tokens written so far.
     pub first_tokens: Vec<u32>,
+    /// Scratch: per-action sums while aligning.
+    sums: Vec<f64>,
+}
+
+impl PartialEq for ActionScores {
+    fn eq(&self, other: &Self) -> bool {
+        // The scratch buffer is not part of the value.
+        self.tokens == other.tokens && self.logprob == other.logprob && self.first_tokens == other.first_tokens
+    }
 }
 
 impl ActionScores {
@@ -38,92 +45,153 @@ impl ActionScores {
     }
 }
 
+/// Whether the char that starts at `text[at]` is whitespace (`at` on a char
+/// boundary of valid UTF-8).
+fn char_at_is_whitespace(text: &[u8], at: usize) -> bool {
+    let width = match text[at] {
+        b if b < 0x80 => return (b as char).is_whitespace(),
+        b if b >= 0xf0 => 4,
+        b if b >= 0xe0 => 3,
+        _ => 2,
+    };
+    let end = (at + width).min(text.len());
+    std::str::from_utf8(&text[at..end]).ok().and_then(|s| s.chars().next()).is_some_and(char::is_whitespace)
+}
+
+/// Whether `text[start..end]` holds a byte of a non-whitespace character.
+/// Spans need not fall on char boundaries: a byte belongs to the character
+/// whose encoding holds it.
+fn has_non_blank(text: &[u8], start: usize, end: usize) -> bool {
+    let mut i = start;
+    while i < end {
+        let byte = text[i];
+        if byte < 0x80 {
+            if !(byte as char).is_ascii_whitespace() && byte != 0x0b {
+                // ASCII: whitespace is \t \n \x0b \x0c \r and space.
+                return true;
+            }
+            i += 1;
+            continue;
+        }
+        // The start of the character holding byte i.
+        let mut char_start = i;
+        while char_start > 0 && text[char_start] & 0xc0 == 0x80 {
+            char_start -= 1;
+        }
+        if !char_at_is_whitespace(text, char_start) {
+            return true;
+        }
+        // Skip to the next character.
+        i += 1;
+        while i < end && text[i] & 0xc0 == 0x80 {
+            i += 1;
+        }
+    }
+    false
+}
+
 impl<'a> AlignedResponse<'a> {
     /// Prepares `text` (the response) whose actions are `actions`.
-    pub fn new(text: &str, actions: &'a [Action]) -> Self {
-        let mut non_blank_before = Vec::with_capacity(text.len() + 1);
-        let mut count = 0u32;
-        non_blank_before.push(0);
-        for c in text.chars() {
-            let width = c.len_utf8();
-            let add = u32::from(!c.is_whitespace());
-            for _ in 0..width {
-                count += add;
-                non_blank_before.push(count);
+    pub fn new(text: &'a str, actions: &'a [Action]) -> Self {
+        AlignedResponse { text: text.as_bytes(), actions }
+    }
+
+    /// The index of the action holding byte `at`, starting the search at
+    /// `hint` (tokens mostly come in order).
+    fn holder(&self, at: usize, hint: usize) -> Option<usize> {
+        let actions = self.actions;
+        if let Some(action) = actions.get(hint) {
+            if action.span.start <= at && at < action.span.end {
+                return Some(hint);
+            }
+            if let Some(next) = actions.get(hint + 1) {
+                if next.span.start <= at && at < next.span.end {
+                    return Some(hint + 1);
+                }
             }
         }
-        AlignedResponse { actions, non_blank_before }
-    }
-
-    fn text_len(&self) -> usize {
-        self.non_blank_before.len() - 1
-    }
-
-    fn has_non_blank(&self, start: usize, end: usize) -> bool {
-        self.non_blank_before[end] > self.non_blank_before[start]
+        let i = actions.partition_point(|a| a.span.end <= at);
+        (i < actions.len() && actions[i].span.start <= at).then_some(i)
     }
 
     /// The actions (indices) a token counts toward, as a range.
-    fn actions_of(&self, token: ByteSpan) -> std::ops::Range<usize> {
-        let end = token.end.min(self.text_len());
+    fn actions_of(&self, token: ByteSpan, hint: usize) -> std::ops::Range<usize> {
+        let end = token.end.min(self.text.len());
         let start = token.start.min(end);
-        if start == end || self.actions.is_empty() {
+        if start == end {
             return 0..0;
         }
-        if !self.has_non_blank(start, end) {
-            // Whitespace only: the action that holds the first byte.
-            let holder = self.actions.partition_point(|a| a.span.start <= start);
-            return match holder.checked_sub(1) {
-                Some(i) if self.actions[i].span.end > start => i..i + 1,
-                _ => 0..0,
-            };
+        let Some(first) = self.holder(start, hint) else { return 0..0 };
+        let holder = &self.actions[first];
+        if end <= holder.span.end {
+            // Inside one action: it counts there whether blank or not.
+            return first..first + 1;
         }
-        let first_candidate = self.actions.partition_point(|a| a.span.end <= start);
-        let mut first = None;
-        let mut last = first_candidate;
-        for (i, action) in self.actions.iter().enumerate().skip(first_candidate) {
+        if !has_non_blank(self.text, start, end) {
+            // Whitespace only: the action that holds the first byte.
+            return first..first + 1;
+        }
+        let mut from = None;
+        let mut to = first;
+        for (i, action) in self.actions.iter().enumerate().skip(first) {
             if action.span.start >= end {
                 break;
             }
             let shared_start = start.max(action.span.start);
             let shared_end = end.min(action.span.end);
-            if self.has_non_blank(shared_start, shared_end) {
-                first.get_or_insert(i);
-                last = i + 1;
+            if has_non_blank(self.text, shared_start, shared_end) {
+                from.get_or_insert(i);
+                to = i + 1;
             }
         }
-        match first {
-            // Actions tile the text, so every action between the first and
-            // the last shared one is shared too (each holds a non-blank byte).
-            Some(first) => first..last,
-            None => 0..0,
-        }
+        // Actions tile the text, so every action between the first and the
+        // last shared one is shared too (each holds a non-blank byte).
+        from.map_or(0..0, |from| from..to)
     }
 
     /// Aligns one model's tokens (`spans`, byte spans in the response, with
     /// their `logprobs`) to the actions.
     pub fn score(&self, spans: &[ByteSpan], logprobs: &[f64]) -> ActionScores {
+        let mut scores = ActionScores::default();
+        self.score_into(spans, logprobs, &mut scores);
+        scores
+    }
+
+    /// Like [`AlignedResponse::score`], into `scores` (overwritten), so that a
+    /// loop over many responses reuses its buffers.
+    pub fn score_into(&self, spans: &[ByteSpan], logprobs: &[f64], scores: &mut ActionScores) {
         let n = self.actions.len();
-        let mut tokens = vec![0u32; n];
-        let mut sums = vec![0f64; n];
-        let mut first_tokens = vec![0u32; n];
-        for (&span, &logprob) in spans.iter().zip(logprobs) {
-            let range = self.actions_of(span);
+        let ActionScores { tokens, logprob, first_tokens, sums } = scores;
+        tokens.clear();
+        tokens.resize(n, 0);
+        first_tokens.clear();
+        first_tokens.resize(n, 0);
+        sums.clear();
+        sums.resize(n, 0.0);
+        let mut hint = 0;
+        for (&span, &token_logprob) in spans.iter().zip(logprobs) {
+            // The common case: a token inside the action of the previous one.
+            if let Some(action) = self.actions.get(hint) {
+                if action.span.start <= span.start && span.end <= action.span.end && span.start < span.end {
+                    tokens[hint] += 1;
+                    first_tokens[hint] += 1;
+                    sums[hint] += token_logprob;
+                    continue;
+                }
+            }
+            let range = self.actions_of(span, hint);
             if range.is_empty() {
                 continue;
             }
+            hint = range.start;
             first_tokens[range.start] += 1;
             for action in range {
                 tokens[action] += 1;
-                sums[action] += logprob;
+                sums[action] += token_logprob;
             }
         }
-        let logprob = tokens
-            .iter()
-            .zip(&sums)
-            .map(|(&count, &sum)| (count > 0).then(|| sum / f64::from(count)))
-            .collect();
-        ActionScores { tokens, logprob, first_tokens }
+        logprob.clear();
+        logprob.extend(tokens.iter().zip(sums.iter()).map(|(&count, &sum)| (count > 0).then(|| sum / f64::from(count))));
     }
 }
 

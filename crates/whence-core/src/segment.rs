@@ -79,6 +79,9 @@ pub struct Segmenter {
     special: Option<Regex>,
     sentence: Regex,
     cut_group: Option<usize>,
+    /// The default sentence pattern is scanned by hand (same cuts, several
+    /// times faster than the regex engine with capture groups).
+    default_sentences: bool,
 }
 
 impl Default for Segmenter {
@@ -121,58 +124,155 @@ impl Segmenter {
         let sentence = compile("sentence", &config.sentence_pattern)?;
         let groups = sentence.captures_len();
         let cut_group = (groups > 1).then_some(groups - 1);
-        Ok(Segmenter { special, sentence, cut_group })
+        let default_sentences = config.sentence_pattern == DEFAULT_SENTENCE_PATTERN;
+        Ok(Segmenter { special, sentence, cut_group, default_sentences })
+    }
+
+    /// The same segmenter with the regex path for the default sentence
+    /// pattern too (for tests comparing the two).
+    #[doc(hidden)]
+    pub fn without_fast_path(mut self) -> Self {
+        self.default_sentences = false;
+        self
     }
 
     /// The actions of `text`, in order; empty when `text` holds no
     /// non-whitespace character.
     pub fn segment(&self, text: &str) -> Vec<Action> {
-        let mut pieces = Vec::new();
+        let mut actions = Vec::new();
+        self.segment_into(text, &mut actions);
+        actions
+    }
+
+    /// Like [`Segmenter::segment`], into `actions` (cleared first), so that a
+    /// loop over many responses reuses one buffer.
+    pub fn segment_into(&self, text: &str, actions: &mut Vec<Action>) {
+        actions.clear();
+        let mut pieces = Pieces { text, actions, pending_start: None };
         let mut position = 0;
         if let Some(special) = &self.special {
             for found in special.find_iter(text) {
                 if found.start() > position {
                     self.split_sentences(text, position, found.start(), &mut pieces);
                 }
-                pieces.push(Action { span: ByteSpan::new(found.start(), found.end()), special: true });
+                pieces.push(found.start(), found.end(), true);
                 position = found.end();
             }
         }
         if position < text.len() {
             self.split_sentences(text, position, text.len(), &mut pieces);
         }
-        attach_whitespace(text, pieces)
     }
 
-    fn split_sentences(&self, text: &str, start: usize, end: usize, pieces: &mut Vec<Action>) {
+    fn split_sentences(&self, text: &str, start: usize, end: usize, pieces: &mut Pieces<'_, '_>) {
         let part = &text[start..end];
         let mut cut = start;
-        match self.cut_group {
-            Some(group) => {
-                for captures in self.sentence.captures_iter(part) {
-                    let at = match captures.get(group) {
-                        Some(g) => g.start(),
-                        None => captures.get(0).map_or(0, |m| m.end()),
-                    };
-                    push_piece(pieces, &mut cut, start + at);
-                }
+        let mut cut_at = |at: usize, pieces: &mut Pieces<'_, '_>| {
+            if at > cut {
+                pieces.push(cut, at, false);
+                cut = at;
             }
-            None => {
-                for found in self.sentence.find_iter(part) {
-                    push_piece(pieces, &mut cut, start + found.end());
-                }
+        };
+        if self.default_sentences {
+            for at in DefaultSentenceCuts::new(part.as_bytes()) {
+                cut_at(start + at, pieces);
+            }
+        } else if let Some(group) = self.cut_group {
+            // Find matches with the fast engine; resolve the capture group
+            // only where a match is (captures_iter is several times slower).
+            let mut locations = self.sentence.capture_locations();
+            for found in self.sentence.find_iter(part) {
+                let at = match self.sentence.captures_read_at(&mut locations, part, found.start()) {
+                    Some(_) => locations.get(group).map_or(found.end(), |(s, _)| s),
+                    None => found.end(),
+                };
+                cut_at(start + at, pieces);
+            }
+        } else {
+            for found in self.sentence.find_iter(part) {
+                cut_at(start + found.end(), pieces);
             }
         }
-        if cut < end {
-            pieces.push(Action { span: ByteSpan::new(cut, end), special: false });
-        }
+        cut_at(end, pieces);
     }
 }
 
-fn push_piece(pieces: &mut Vec<Action>, cut: &mut usize, at: usize) {
-    if at > *cut {
-        pieces.push(Action { span: ByteSpan::new(*cut, at), special: false });
-        *cut = at;
+/// Collects pieces into actions, attaching a piece made only of whitespace
+/// to the preceding action (to the following one at the very start).
+struct Pieces<'t, 'a> {
+    text: &'t str,
+    actions: &'a mut Vec<Action>,
+    pending_start: Option<usize>,
+}
+
+impl Pieces<'_, '_> {
+    fn push(&mut self, start: usize, end: usize, special: bool) {
+        if !special && is_blank(&self.text[start..end]) {
+            match self.actions.last_mut() {
+                Some(previous) => previous.span.end = end,
+                None => {
+                    self.pending_start.get_or_insert(start);
+                }
+            }
+            return;
+        }
+        let start = self.pending_start.take().unwrap_or(start);
+        self.actions.push(Action { span: ByteSpan::new(start, end), special });
+    }
+}
+
+/// The cuts of `([.?!}\]])([\s\n]+)([A-Z])` (before the capital), found
+/// as the regex finds them: leftmost first, non-overlapping. The whitespace
+/// run is greedy and must be followed by the capital, so a match exists at a
+/// sentence-ending character exactly when the maximal run of whitespace
+/// characters after it is non-empty and followed by an ASCII capital.
+struct DefaultSentenceCuts<'a> {
+    text: &'a [u8],
+    position: usize,
+}
+
+impl<'a> DefaultSentenceCuts<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        DefaultSentenceCuts { text, position: 0 }
+    }
+
+    /// The length of the whitespace character at `at`, if there is one.
+    fn whitespace_at(&self, at: usize) -> Option<usize> {
+        let byte = *self.text.get(at)?;
+        if byte < 0x80 {
+            return matches!(byte, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r').then_some(1);
+        }
+        let width = match byte {
+            b if b >= 0xf0 => 4,
+            b if b >= 0xe0 => 3,
+            _ => 2,
+        };
+        let end = (at + width).min(self.text.len());
+        let c = std::str::from_utf8(&self.text[at..end]).ok()?.chars().next()?;
+        c.is_whitespace().then_some(width)
+    }
+}
+
+impl Iterator for DefaultSentenceCuts<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        while self.position < self.text.len() {
+            let at = self.position;
+            self.position += 1;
+            if !matches!(self.text[at], b'.' | b'?' | b'!' | b'}' | b']') {
+                continue;
+            }
+            let mut end = at + 1;
+            while let Some(width) = self.whitespace_at(end) {
+                end += width;
+            }
+            if end > at + 1 && self.text.get(end).is_some_and(u8::is_ascii_uppercase) {
+                self.position = end + 1;
+                return Some(end);
+            }
+        }
+        None
     }
 }
 
@@ -180,31 +280,11 @@ fn is_blank(text: &str) -> bool {
     text.chars().all(char::is_whitespace)
 }
 
-fn attach_whitespace(text: &str, pieces: Vec<Action>) -> Vec<Action> {
-    let mut actions: Vec<Action> = Vec::with_capacity(pieces.len());
-    let mut pending_start: Option<usize> = None;
-    for piece in pieces {
-        if is_blank(&text[piece.span.start..piece.span.end]) {
-            match actions.last_mut() {
-                Some(previous) => previous.span.end = piece.span.end,
-                None => {
-                    pending_start.get_or_insert(piece.span.start);
-                }
-            }
-            continue;
-        }
-        let mut action = piece;
-        if let Some(start) = pending_start.take() {
-            action.span.start = start;
-        }
-        actions.push(action);
-    }
-    actions
-}
-
-/// Convenience: the actions of `text` with the default rules.
+/// Convenience: the actions of `text` with the default rules (the segmenter
+/// is built once per process).
 pub fn segment(text: &str) -> Vec<Action> {
-    Segmenter::default().segment(text)
+    static DEFAULT: std::sync::OnceLock<Segmenter> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(Segmenter::default).segment(text)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use whence_core::segment::{segment, Action};
-use whence_core::{AlignedResponse, ByteSpan};
+use whence_core::{AlignedResponse, ByteSpan, Segmenter};
 
 /// Text built from pieces that exercise the rules: sentence ends, capitals,
 /// whitespace runs, special tokens, multi-byte characters.
@@ -17,6 +17,10 @@ fn reasoning_text() -> impl Strategy<Value = String> {
         Just(" ".to_string()),
         Just("\n".to_string()),
         Just("\u{3000}".to_string()),
+        Just("\u{a0}\u{85}\u{2029}".to_string()),
+        Just("\u{1c}\u{0b}\u{0c}\r\t".to_string()),
+        Just(".\n\n".to_string()),
+        Just("?".to_string()),
         Just("<think>".to_string()),
         Just("</think>".to_string()),
         Just("<|im_end|>".to_string()),
@@ -105,6 +109,13 @@ proptest! {
     #[test]
     fn actions_tile_structured_text(text in reasoning_text()) {
         check_tiling(&text, &segment(&text))?;
+    }
+
+    #[test]
+    fn the_default_pattern_fast_path_cuts_where_the_regex_does(text in reasoning_text()) {
+        let fast = Segmenter::default();
+        let regex = Segmenter::default().without_fast_path();
+        prop_assert_eq!(fast.segment(&text), regex.segment(&text));
     }
 
     #[test]
