@@ -1,0 +1,31 @@
+//! Scoring Hugging Face checkpoints in-process, on candle.
+//!
+//! - [`config`]: `config.json` with HF's field names (old and new rope keys);
+//! - [`decoder`]: one memory-bounded decoder for Qwen2, Qwen3, Llama and
+//!   Mistral, computing every position's next-token log-probability in one
+//!   teacher-forced pass;
+//! - [`weights`]: safetensors loading (single or sharded, f32/bf16/f16).
+
+pub mod config;
+pub mod decoder;
+pub mod weights;
+
+pub use config::{Architecture, Config, SUPPORTED_ARCHITECTURES};
+pub use decoder::Decoder;
+
+/// What can go wrong with a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Config { path: String, message: String },
+    #[error("{path}: {message}")]
+    Weights { path: String, message: String },
+    #[error("{0}")]
+    Model(String),
+}
