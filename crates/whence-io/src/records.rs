@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::Arc;
 
 use arrow_array::{BooleanArray, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -514,3 +516,123 @@ fn split_response_turn(mut turns: Vec<ChatMessage>) -> (Prompt, Option<String>) 
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, BooleanArray, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("whence-io-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn read_jsonl_text(name: &str, text: &str, options: &ReadOptions) -> Result<RecordSet, InputError> {
+        let dir = scratch(name);
+        let path = dir.join("in.jsonl");
+        std::fs::write(&path, text).unwrap();
+        read_records(&path, options)
+    }
+
+    #[test]
+    fn prompt_shapes_and_defaults() {
+        let text = concat!(
+            r#"{"prompt": "P", "response": "R."}"#,
+            "\n",
+            r#"{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": [{"type": "text", "text": "U"}]}, {"role": "assistant", "content": "A."}]}"#,
+            "\n\n",
+            r#"{"conversations": [{"from": "human", "value": "H"}, {"from": "gpt", "value": "G."}], "question_id": 7, "answer": 3.5}"#,
+            "\n"
+        );
+        let set = read_jsonl_text("shapes", text, &ReadOptions::default()).unwrap();
+        let [a, b, c] = &set.records[..] else { panic!("three records") };
+        assert_eq!((a.id.as_str(), a.response.as_str()), ("in.jsonl:1", "R."));
+        assert_eq!(a.prompt, Prompt::Text("P".into()));
+        assert!(a.question_id.starts_with("prompt-") && a.question_id.len() == 23);
+        assert_eq!(b.response, "A.");
+        assert_eq!(
+            b.prompt,
+            Prompt::Chat(vec![
+                ChatMessage { role: "system".into(), content: "S".into() },
+                ChatMessage { role: "user".into(), content: "U".into() }
+            ])
+        );
+        // Blank line 3 is skipped; line numbers stay those of the file.
+        assert_eq!(c.id, "in.jsonl:4");
+        assert_eq!(c.prompt, Prompt::Chat(vec![ChatMessage { role: "user".into(), content: "H".into() }]));
+        assert_eq!((c.question_id.as_str(), c.answer.as_deref()), ("7", Some("3.5")));
+    }
+
+    #[test]
+    fn same_prompt_same_default_question_id() {
+        let text = "{\"prompt\": \"P\", \"response\": \"x\"}\n{\"prompt\": \"P\", \"response\": \"y\"}\n{\"prompt\": \"Q\", \"response\": \"z\"}\n";
+        let set = read_jsonl_text("qid", text, &ReadOptions::default()).unwrap();
+        assert_eq!(set.records[0].question_id, set.records[1].question_id);
+        assert_ne!(set.records[0].question_id, set.records[2].question_id);
+    }
+
+    #[test]
+    fn renamed_fields_and_skip_invalid() {
+        let options = ReadOptions {
+            fields: FieldNames { prompt: "question".into(), answer: "reference_answer".into(), ..Default::default() },
+            skip_invalid: true,
+            prompt_optional: false,
+        };
+        let text = "{\"question\": \"Q\", \"response\": \"R\", \"reference_answer\": \"5\"}\n{\"question\": 1, \"response\": \"R\"}\nnot json\n";
+        let set = read_jsonl_text("renamed", text, &options).unwrap();
+        assert_eq!(set.records.len(), 1);
+        assert_eq!(set.records[0].answer.as_deref(), Some("5"));
+        assert_eq!(set.skipped.len(), 2);
+        assert!(set.skipped[0].reason.contains("field `question`: `1` is not a string"), "{:?}", set.skipped);
+        assert!(set.skipped[1].location.ends_with("in.jsonl:3"));
+    }
+
+    #[test]
+    fn parquet_rows_round_trip_through_write_subset() {
+        let dir = scratch("parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("question", DataType::Utf8, false),
+            Field::new("response", DataType::Utf8, false),
+            Field::new("correct", DataType::Boolean, true),
+            Field::new("extra", DataType::Utf8, true),
+        ]));
+        let column = |v: &[&str]| Arc::new(StringArray::from(v.to_vec())) as ArrayRef;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                column(&["a", "b", "c"]),
+                column(&["Q1", "Q1", "Q2"]),
+                column(&["One.", "Two.", "Three."]),
+                Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])) as ArrayRef,
+                Arc::new(StringArray::from(vec![Some("x"), None, Some("z")])) as ArrayRef,
+            ],
+        )
+        .unwrap();
+        let input = dir.join("in.parquet");
+        let mut writer = ArrowWriter::try_new(File::create(&input).unwrap(), schema.clone(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let options = ReadOptions { fields: FieldNames { prompt: "question".into(), ..Default::default() }, ..Default::default() };
+        let set = read_records(&input, &options).unwrap();
+        assert_eq!(set.format, InputFormat::Parquet);
+        assert_eq!(set.records.len(), 3);
+        assert_eq!(set.records[1].correct, None);
+        assert_eq!(set.records[2].source.to_string(), format!("{} row 2", input.display()));
+
+        let output = dir.join("kept.parquet");
+        set.write_subset(&[2, 0], &output).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&output).unwrap()).unwrap();
+        assert_eq!(reader.schema().fields(), schema.fields());
+        let kept: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+        let ids = kept[0].column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(ids.iter().collect::<Vec<_>>(), vec![Some("a"), Some("c")]);
+        let extra = kept[0].column(4).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(extra.iter().collect::<Vec<_>>(), vec![Some("x"), Some("z")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
