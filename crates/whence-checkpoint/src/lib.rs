@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod decoder;
+pub mod encode;
 pub mod weights;
 
 pub use config::{Architecture, Config, SUPPORTED_ARCHITECTURES};
