@@ -77,6 +77,7 @@ impl Corpus {
             }
             progress.advance(chunk.len() as u64, tokens);
         }
+        scorer.release();
         progress.finish();
         Ok(results)
     }

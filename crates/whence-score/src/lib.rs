@@ -107,6 +107,30 @@ pub trait Scorer {
     fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
         records.iter().map(|record| self.score(record)).collect()
     }
+
+    /// Called when a run is done with this scorer, so that a model-backed
+    /// scorer frees its model before the next one loads (runs score model by
+    /// model, so peak memory is that of the largest model). Scoring again
+    /// afterwards loads it again.
+    fn release(&mut self) {}
+}
+
+impl<S: Scorer + ?Sized> Scorer for Box<S> {
+    fn info(&self) -> &ModelInfo {
+        (**self).info()
+    }
+
+    fn score(&mut self, record: &Record) -> Result<TokenLogprobs, ScoreError> {
+        (**self).score(record)
+    }
+
+    fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
+        (**self).score_batch(records)
+    }
+
+    fn release(&mut self) {
+        (**self).release()
+    }
 }
 
 /// Checks a scorer's output against the response it scores: as many
