@@ -9,10 +9,12 @@
 pub mod config;
 pub mod decoder;
 pub mod encode;
+pub mod scorer;
 pub mod weights;
 
 pub use config::{Architecture, Config, SUPPORTED_ARCHITECTURES};
 pub use decoder::Decoder;
+pub use scorer::{device, CheckpointOptions, CheckpointScorer, TemplateMode};
 
 /// What can go wrong with a checkpoint.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,16 @@ use whence_score::{FileScorer, Scorer, ScorerSpec};
 pub struct InputArgs {
     /// Records: JSONL (.jsonl, .ndjson, .json) or Parquet (.parquet, .pq)
     pub input: PathBuf,
+    #[command(flatten)]
+    pub fields: FieldArgs,
+    /// Skip invalid records (bad fields, missing or bad scores) and count them in the summary
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
 
+/// The input's field names.
+#[derive(Debug, Args)]
+pub struct FieldArgs {
     /// Field holding the record id [default: FILE:LINE, or FILE:ROW for Parquet]
     #[arg(long, default_value = "id", help_heading = "Input fields")]
     pub id_field: String,
@@ -38,14 +47,16 @@ pub struct InputArgs {
     /// Field holding the reference answer, graded when no verdict is given
     #[arg(long, default_value = "answer", help_heading = "Input fields")]
     pub answer_field: String,
-
-    /// Skip invalid records (bad fields, missing or bad scores) and count them in the summary
-    #[arg(long)]
-    pub skip_invalid: bool,
 }
 
 impl InputArgs {
     pub fn read(&self, prompt_optional: bool) -> anyhow::Result<RecordSet> {
+        self.fields.read(&self.input, self.skip_invalid, prompt_optional)
+    }
+}
+
+impl FieldArgs {
+    pub fn read(&self, input: &std::path::Path, skip_invalid: bool, prompt_optional: bool) -> anyhow::Result<RecordSet> {
         let options = ReadOptions {
             fields: FieldNames {
                 id: self.id_field.clone(),
@@ -57,14 +68,14 @@ impl InputArgs {
                 correct: self.correct_field.clone(),
                 answer: self.answer_field.clone(),
             },
-            skip_invalid: self.skip_invalid,
+            skip_invalid,
             prompt_optional,
         };
-        let set = whence_io::read_records(&self.input, &options)?;
+        let set = whence_io::read_records(input, &options)?;
         tracing::info!(
             "read {} records from {}{}",
             set.records.len(),
-            self.input.display(),
+            input.display(),
             if set.skipped.is_empty() { String::new() } else { format!(" ({} skipped as invalid)", set.skipped.len()) }
         );
         Ok(set)
@@ -133,15 +144,131 @@ fn parse_fallback(s: &str) -> Result<whence_grade::Fallback, String> {
     s.parse().map_err(|e: whence_grade::UnknownFallback| e.to_string())
 }
 
-/// Opens the scorer a role names.
-pub fn open_scorer(role: &str, spec: &ScorerSpec) -> anyhow::Result<Box<dyn Scorer>> {
-    match spec {
-        ScorerSpec::File(path) => {
-            let scorer = FileScorer::open(path).with_context(|| format!("{role} scorer {spec}"))?;
-            tracing::debug!("{role}: {} records in {}", scorer.len(), path.display());
-            Ok(Box::new(scorer))
+/// How checkpoint scorers run, and the score cache.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Models")]
+pub struct ModelArgs {
+    /// Compute dtype of checkpoint scorers: f32 (exact; fastest on CPU), bf16, f16
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: candle_core::DType,
+    /// Device of checkpoint scorers: cpu, cuda, cuda:N, metal (cuda/metal need the cargo feature)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Prompt rendering: auto (the checkpoint's chat template, else raw), raw (plain prompt + response text), or a template FILE
+    #[arg(long, default_value = "auto", value_name = "auto|raw|FILE")]
+    pub template: whence_checkpoint::TemplateMode,
+    /// Score only the first max_position_embeddings tokens of longer sequences instead of failing
+    #[arg(long)]
+    pub truncate: bool,
+    /// CPU threads for checkpoint scoring [default: all cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Score cache (SQLite): token log-probabilities per model fingerprint and record content, reused by reruns and resumed runs [default: $XDG_CACHE_HOME/whence/scores.sqlite or ~/.cache/whence/scores.sqlite]
+    #[arg(long, value_name = "PATH")]
+    pub cache: Option<PathBuf>,
+    /// Do not read or write the score cache
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
+}
+
+fn parse_dtype(s: &str) -> Result<candle_core::DType, String> {
+    match s {
+        "f32" => Ok(candle_core::DType::F32),
+        "bf16" => Ok(candle_core::DType::BF16),
+        "f16" => Ok(candle_core::DType::F16),
+        other => Err(format!("unknown dtype `{other}`; valid dtypes: f32, bf16, f16")),
+    }
+}
+
+/// Opens scorers as the model flags say, sharing one cache.
+pub struct ScorerFactory {
+    options: Option<whence_checkpoint::CheckpointOptions>,
+    args_device: String,
+    dtype: candle_core::DType,
+    template: whence_checkpoint::TemplateMode,
+    truncate: bool,
+    cache_path: Option<PathBuf>,
+    cache: Option<std::sync::Arc<whence_cache::ScoreCache>>,
+}
+
+impl ScorerFactory {
+    pub fn new(args: &ModelArgs) -> anyhow::Result<Self> {
+        if let Some(threads) = args.threads {
+            if threads == 0 {
+                return Err(crate::errors::UsageError("--threads must be at least 1".into()).into());
+            }
+            // candle's CPU kernels size their pools from this variable.
+            // SAFETY: set once at start-up, before any thread is spawned.
+            unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+        }
+        let cache_path = if args.no_cache { None } else { Some(args.cache.clone().unwrap_or_else(default_cache_path)) };
+        Ok(ScorerFactory {
+            options: None,
+            args_device: args.device.clone(),
+            dtype: args.dtype,
+            template: args.template.clone(),
+            truncate: args.truncate,
+            cache_path,
+            cache: None,
+        })
+    }
+
+    fn checkpoint_options(&mut self) -> anyhow::Result<whence_checkpoint::CheckpointOptions> {
+        if self.options.is_none() {
+            let device = whence_checkpoint::device(&self.args_device).map_err(|e| crate::errors::UsageError(e.to_string()))?;
+            self.options = Some(whence_checkpoint::CheckpointOptions {
+                dtype: self.dtype,
+                device,
+                template: self.template.clone(),
+                truncate: self.truncate,
+            });
+        }
+        Ok(self.options.clone().expect("just set"))
+    }
+
+    fn cache(&mut self) -> anyhow::Result<Option<std::sync::Arc<whence_cache::ScoreCache>>> {
+        if self.cache.is_none() {
+            if let Some(path) = &self.cache_path {
+                let cache = whence_cache::ScoreCache::open(path)
+                    .with_context(|| format!("opening the score cache (pass --no-cache to run without it)"))?;
+                tracing::debug!("score cache: {}", path.display());
+                self.cache = Some(std::sync::Arc::new(cache));
+            }
+        }
+        Ok(self.cache.clone())
+    }
+
+    /// Opens the scorer a role names. Checkpoint scorers go through the
+    /// cache; file scorers are already precomputed and do not.
+    pub fn open(&mut self, role: &str, spec: &ScorerSpec) -> anyhow::Result<Box<dyn Scorer>> {
+        match spec {
+            ScorerSpec::File(path) => {
+                let scorer = FileScorer::open(path).with_context(|| format!("{role} scorer {spec}"))?;
+                tracing::debug!("{role}: {} records in {}", scorer.len(), path.display());
+                Ok(Box::new(scorer))
+            }
+            ScorerSpec::Checkpoint(dir) => {
+                let options = self.checkpoint_options()?;
+                let scorer = whence_checkpoint::CheckpointScorer::open(dir, options)
+                    .map_err(|e| crate::errors::UsageError(e.to_string()))
+                    .with_context(|| format!("{role} scorer {}", dir.display()))?;
+                tracing::debug!("{role}: checkpoint {} ({})", dir.display(), whence_score::Scorer::info(&scorer).fingerprint);
+                match self.cache()? {
+                    Some(cache) => Ok(Box::new(whence_cache::CachedScorer::new(scorer, cache))),
+                    None => Ok(Box::new(scorer)),
+                }
+            }
         }
     }
+}
+
+fn default_cache_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("whence").join("scores.sqlite")
 }
 
 pub fn parse_scorer(s: &str) -> Result<ScorerSpec, String> {

@@ -38,6 +38,8 @@ enum Command {
     Select(commands::select::SelectArgs),
     /// Rank candidate teachers of a distilled model
     Attribute(commands::attribute::AttributeArgs),
+    /// Write a model's token log-probabilities for every record (the file: scorer format)
+    Score(commands::score::ScoreArgs),
     /// Print the actions (sentences and special tokens) of each response as JSONL
     Segment(commands::segment::SegmentArgs),
     /// Grade responses against reference answers; print one JSON line per record
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Trace(args) => commands::trace::run(args, verbosity),
         Command::Select(args) => commands::select::run(args, verbosity),
         Command::Attribute(args) => commands::attribute::run(args, verbosity),
+        Command::Score(args) => commands::score::run(args, verbosity),
         Command::Segment(args) => commands::segment::run(args),
         Command::Grade(args) => commands::grade::run(args),
     };

@@ -8,7 +8,7 @@ use whence_pipeline::attribute::{run_attribute, valid_candidate_name, AttributeS
 use whence_pipeline::BetaChoice;
 use whence_score::ScorerSpec;
 
-use crate::args::{open_scorer, parse_beta, parse_scorer, parse_threshold, FormatArg, GradingArgs, InputArgs, SegmentationArgs};
+use crate::args::{ModelArgs, ScorerFactory, parse_beta, parse_scorer, parse_threshold, FormatArg, GradingArgs, InputArgs, SegmentationArgs};
 use crate::errors::UsageError;
 use crate::progress::{Bars, Verbosity};
 
@@ -52,6 +52,8 @@ pub struct AttributeArgs {
     pub marker_tokens: u64,
 
     #[command(flatten)]
+    pub models: ModelArgs,
+    #[command(flatten)]
     pub segmentation: SegmentationArgs,
     #[command(flatten)]
     pub grading: GradingArgs,
@@ -89,11 +91,12 @@ pub fn run(args: AttributeArgs, verbosity: Verbosity) -> anyhow::Result<()> {
         fallback: args.grading.fallback,
     };
     let input = args.input.read(false)?;
-    let mut distilled = open_scorer("distilled", &args.distilled)?;
-    let mut student = open_scorer("student", &args.student)?;
+    let mut factory = ScorerFactory::new(&args.models)?;
+    let mut distilled = factory.open("distilled", &args.distilled)?;
+    let mut student = factory.open("student", &args.student)?;
     let mut scorers = Vec::with_capacity(specs.len());
     for (name, spec) in &specs {
-        scorers.push((name.clone(), open_scorer(&format!("candidate {name}"), spec)?));
+        scorers.push((name.clone(), factory.open(&format!("candidate {name}"), spec)?));
     }
     let candidates = scorers.iter_mut().map(|(name, scorer)| Candidate { name: name.clone(), scorer: scorer.as_mut() }).collect();
     let output = run_attribute(input, distilled.as_mut(), student.as_mut(), candidates, &settings, &Bars::new(verbosity))?;

@@ -58,12 +58,12 @@ pub fn run(args: GradeArgs) -> anyhow::Result<()> {
     if rows.is_empty() && without_answer > 0 {
         return Err(UsageError(format!(
             "no record has a reference answer in field `{}`; name it with --answer-field",
-            args.input.answer_field
+            args.input.fields.answer_field
         ))
         .into());
     }
     if without_answer > 0 {
-        tracing::warn!("{without_answer} records have no `{}` and were not graded", args.input.answer_field);
+        tracing::warn!("{without_answer} records have no `{}` and were not graded", args.input.fields.answer_field);
     }
     if compared > 0 {
         tracing::info!(

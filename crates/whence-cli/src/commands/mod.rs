@@ -2,6 +2,7 @@
 
 pub mod attribute;
 pub mod grade;
+pub mod score;
 pub mod segment;
 pub mod select;
 pub mod trace;

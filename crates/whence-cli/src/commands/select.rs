@@ -8,7 +8,7 @@ use whence_pipeline::select::{run_select, SelectOutput, SelectSettings};
 use whence_pipeline::BetaChoice;
 use whence_score::ScorerSpec;
 
-use crate::args::{open_scorer, parse_beta, parse_scorer, InputArgs, SegmentationArgs};
+use crate::args::{ModelArgs, ScorerFactory, parse_beta, parse_scorer, InputArgs, SegmentationArgs};
 use crate::progress::{Bars, Verbosity};
 
 /// Keep one teacher response per question for distillation.
@@ -23,7 +23,7 @@ pub struct SelectArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Teacher scorer, e.g. file:teacher.jsonl
+    /// Teacher scorer: a checkpoint DIR, or file:PATH of precomputed log-probabilities
     #[arg(long, value_parser = parse_scorer, help_heading = "Models")]
     pub teacher: ScorerSpec,
     /// Student scorer (the model to be distilled)
@@ -46,6 +46,8 @@ pub struct SelectArgs {
     pub beta: BetaChoice,
 
     #[command(flatten)]
+    pub models: ModelArgs,
+    #[command(flatten)]
     pub segmentation: SegmentationArgs,
 }
 
@@ -62,8 +64,9 @@ pub fn run(args: SelectArgs, verbosity: Verbosity) -> anyhow::Result<()> {
         skip_invalid: args.input.skip_invalid,
     };
     let input = args.input.read(false)?;
-    let mut teacher = open_scorer("teacher", &args.teacher)?;
-    let mut student = open_scorer("student", &args.student)?;
+    let mut factory = ScorerFactory::new(&args.models)?;
+    let mut teacher = factory.open("teacher", &args.teacher)?;
+    let mut student = factory.open("student", &args.student)?;
     let output: SelectOutput = run_select(input, teacher.as_mut(), student.as_mut(), &settings, &Bars::new(verbosity))?;
     let [records, summary] = output.write(&args.out)?;
     let s = &output.summary;

@@ -9,20 +9,22 @@ use whence_pipeline::trace::{run_trace, TraceScorers, TraceSettings};
 use whence_pipeline::BetaChoice;
 use whence_score::ScorerSpec;
 
-use crate::args::{open_scorer, parse_beta, parse_scorer, parse_threshold, FormatArg, GradingArgs, InputArgs, SegmentationArgs};
+use crate::args::{ModelArgs, ScorerFactory, parse_beta, parse_scorer, parse_threshold, FormatArg, GradingArgs, InputArgs, SegmentationArgs};
 use crate::progress::{Bars, Verbosity};
 
 /// Label every action of distilled-model responses.
 ///
-/// Each role is a scorer: `file:PATH` reads precomputed token log-probabilities
-/// (JSONL lines `{"id", "offsets", "logprobs"}`). Writes DIR/actions.*,
-/// DIR/trajectories.*, DIR/positions.* and DIR/summary.json.
+/// Each role is a scorer: a Hugging Face checkpoint directory scored
+/// in-process (model by model, through the score cache), or `file:PATH` of
+/// precomputed token log-probabilities (JSONL lines `{"id", "offsets",
+/// "logprobs"}`). Writes DIR/actions.*, DIR/trajectories.*, DIR/positions.*
+/// and DIR/summary.json.
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Teacher scorer (M_T), e.g. file:teacher.jsonl
+    /// Teacher scorer (M_T): a checkpoint DIR, or file:PATH of precomputed log-probabilities
     #[arg(long, value_parser = parse_scorer, help_heading = "Models")]
     pub teacher: ScorerSpec,
     /// Original student scorer (M_S, before distillation)
@@ -50,6 +52,8 @@ pub struct TraceArgs {
     pub marker_tokens: u64,
 
     #[command(flatten)]
+    pub models: ModelArgs,
+    #[command(flatten)]
     pub segmentation: SegmentationArgs,
     #[command(flatten)]
     pub grading: GradingArgs,
@@ -65,9 +69,10 @@ pub fn run(args: TraceArgs, verbosity: Verbosity) -> anyhow::Result<()> {
         fallback: args.grading.fallback,
     };
     let input = args.input.read(false)?;
-    let mut teacher = open_scorer("teacher", &args.teacher)?;
-    let mut student = open_scorer("student", &args.student)?;
-    let mut distilled = open_scorer("distilled", &args.distilled)?;
+    let mut factory = ScorerFactory::new(&args.models)?;
+    let mut teacher = factory.open("teacher", &args.teacher)?;
+    let mut student = factory.open("student", &args.student)?;
+    let mut distilled = factory.open("distilled", &args.distilled)?;
     let scorers = TraceScorers { teacher: teacher.as_mut(), student: student.as_mut(), distilled: distilled.as_mut() };
     let output = run_trace(input, scorers, &settings, &Bars::new(verbosity))?;
     let written = output.write(&args.out, args.format.into()).with_context(|| format!("writing {}", args.out.display()))?;
