@@ -2,6 +2,7 @@
 
 mod attribute;
 mod bad_input;
+mod checkpoint;
 mod real_data;
 mod select;
 mod trace;
