@@ -18,9 +18,8 @@ pub const BLOCK_BYTES: usize = 64 << 20;
 type Result<T> = candle_core::Result<T>;
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// q, k and v projections fused into one (rows: q, then k, then v).
+    qkv: Linear,
     o: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
@@ -31,9 +30,23 @@ struct Attention {
 }
 
 struct Mlp {
-    gate: Linear,
-    up: Linear,
+    /// gate and up projections fused into one (rows: gate, then up).
+    gate_up: Linear,
+    intermediate: usize,
     down: Linear,
+}
+
+/// Concatenates linear layers along their outputs, so that one GEMM does
+/// the work of several.
+fn fuse(parts: &[Linear]) -> Result<Linear> {
+    let weights: Vec<&Tensor> = parts.iter().map(|p| p.weight()).collect();
+    let weight = Tensor::cat(&weights, 0)?;
+    let biases: Option<Vec<&Tensor>> = parts.iter().map(|p| p.bias()).collect();
+    let bias = match biases {
+        Some(biases) => Some(Tensor::cat(&biases, 0)?),
+        None => None,
+    };
+    Ok(Linear::new(weight, bias))
 }
 
 struct Layer {
@@ -59,10 +72,11 @@ impl Attention {
     fn load(config: &Config, layer: usize, vb: VarBuilder) -> Result<Self> {
         let (h, nh, nkv, hd) = (config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.head_dim);
         let norm = |name: &str| candle_nn::rms_norm(hd, config.rms_norm_eps, vb.pp(name));
+        let q = candle_nn::linear_b(h, nh * hd, config.qkv_bias, vb.pp("q_proj"))?;
+        let k = candle_nn::linear_b(h, nkv * hd, config.qkv_bias, vb.pp("k_proj"))?;
+        let v = candle_nn::linear_b(h, nkv * hd, config.qkv_bias, vb.pp("v_proj"))?;
         Ok(Attention {
-            q: candle_nn::linear_b(h, nh * hd, config.qkv_bias, vb.pp("q_proj"))?,
-            k: candle_nn::linear_b(h, nkv * hd, config.qkv_bias, vb.pp("k_proj"))?,
-            v: candle_nn::linear_b(h, nkv * hd, config.qkv_bias, vb.pp("v_proj"))?,
+            qkv: fuse(&[q, k, v])?,
             o: candle_nn::linear_b(nh * hd, h, config.o_bias, vb.pp("o_proj"))?,
             q_norm: if config.qk_norm { Some(norm("q_norm")?) } else { None },
             k_norm: if config.qk_norm { Some(norm("k_norm")?) } else { None },
@@ -73,12 +87,12 @@ impl Attention {
         })
     }
 
-    /// `[T, heads·head_dim]` projections to `[heads, T, head_dim]`, normed and rotated.
-    fn project(&self, x: &Tensor, linear: &Linear, norm: Option<&RmsNorm>, heads: usize, rope: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
-        let t = x.dim(0)?;
-        let mut y = linear.forward(x)?.reshape((t, heads, self.head_dim))?;
+    /// `[T, heads·head_dim]` columns to `[heads, T, head_dim]`, normed and rotated.
+    fn heads_of(&self, y: Tensor, norm: Option<&RmsNorm>, heads: usize, rope: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
+        let t = y.dim(0)?;
+        let mut y = y.reshape((t, heads, self.head_dim))?;
         if let Some(norm) = norm {
-            y = norm.forward(&y)?;
+            y = norm.forward(&y.contiguous()?)?;
         }
         let y = y.transpose(0, 1)?.contiguous()?;
         match rope {
@@ -93,9 +107,11 @@ impl Attention {
 
     fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let t = x.dim(0)?;
-        let q = self.project(x, &self.q, self.q_norm.as_ref(), self.heads, Some((cos, sin)))?;
-        let k = self.project(x, &self.k, self.k_norm.as_ref(), self.kv_heads, Some((cos, sin)))?;
-        let v = self.project(x, &self.v, None, self.kv_heads, None)?;
+        let (q_width, kv_width) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        let qkv = self.qkv.forward(x)?;
+        let q = self.heads_of(qkv.narrow(1, 0, q_width)?, self.q_norm.as_ref(), self.heads, Some((cos, sin)))?;
+        let k = self.heads_of(qkv.narrow(1, q_width, kv_width)?, self.k_norm.as_ref(), self.kv_heads, Some((cos, sin)))?;
+        let v = self.heads_of(qkv.narrow(1, q_width + kv_width, kv_width)?, None, self.kv_heads, None)?;
         let group = self.heads / self.kv_heads;
         // Heads h = j·group + i share kv head j (transformers' repeat_kv).
         let q = q.reshape((self.kv_heads, group, t, self.head_dim))?;
@@ -112,9 +128,23 @@ impl Attention {
             let k_block = k.narrow(1, key_start, keys)?;
             let v_block = v.narrow(1, key_start, keys)?;
             let scores = (q_block.matmul(&k_block.t()?)? * scale)?.to_dtype(DType::F32)?;
-            let scores = scores.reshape((self.kv_heads, group, len, keys))?;
-            let mask = self.mask(start, len, key_start, keys, x.device())?;
-            let probabilities = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
+            let probabilities = if x.device().is_cpu() {
+                // In place, row by row, with each row's causal limit.
+                let scores = scores.contiguous()?;
+                crate::kernels::expect_shape(scores.shape(), self.kv_heads * group, len, keys)?;
+                scores.inplace_op1(&crate::kernels::CausalSoftmax {
+                    rows: len,
+                    keys,
+                    first_query: start,
+                    key_start,
+                    window: self.window,
+                })?;
+                scores
+            } else {
+                let scores = scores.reshape((self.kv_heads, group, len, keys))?;
+                let mask = self.mask(start, len, key_start, keys, x.device())?;
+                candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?
+            };
             let probabilities = probabilities.to_dtype(v.dtype())?.reshape((self.kv_heads, group * len, keys))?;
             let out = probabilities.matmul(&v_block)?.reshape((self.heads, len, self.head_dim))?;
             outputs.push(out);
@@ -144,15 +174,16 @@ impl Attention {
 impl Mlp {
     fn load(config: &Config, vb: VarBuilder) -> Result<Self> {
         let (h, i) = (config.hidden_size, config.intermediate_size);
-        Ok(Mlp {
-            gate: candle_nn::linear_b(h, i, config.mlp_bias, vb.pp("gate_proj"))?,
-            up: candle_nn::linear_b(h, i, config.mlp_bias, vb.pp("up_proj"))?,
-            down: candle_nn::linear_b(i, h, config.mlp_bias, vb.pp("down_proj"))?,
-        })
+        let gate = candle_nn::linear_b(h, i, config.mlp_bias, vb.pp("gate_proj"))?;
+        let up = candle_nn::linear_b(h, i, config.mlp_bias, vb.pp("up_proj"))?;
+        Ok(Mlp { gate_up: fuse(&[gate, up])?, intermediate: i, down: candle_nn::linear_b(i, h, config.mlp_bias, vb.pp("down_proj"))? })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = (candle_nn::ops::silu(&self.gate.forward(x)?)? * self.up.forward(x)?)?;
+        let gate_up = self.gate_up.forward(x)?;
+        let gate = gate_up.narrow(1, 0, self.intermediate)?;
+        let up = gate_up.narrow(1, self.intermediate, self.intermediate)?;
+        let gated = (candle_nn::ops::silu(&gate)? * up)?;
         self.down.forward(&gated)
     }
 }
@@ -248,7 +279,7 @@ impl Decoder {
         let input = Tensor::new(ids, &self.device)?;
         let mut x = self.embed.forward(&input)?;
         let (cos, sin) = self.rope_tables(t)?;
-        let intermediate = self.layers.first().map_or(1, |l| l.mlp.gate.weight().dim(0).unwrap_or(1));
+        let intermediate = self.layers.first().map_or(1, |l| l.mlp.intermediate);
         for layer in &self.layers {
             x = layer.forward(&x, &cos, &sin, intermediate)?;
         }
@@ -262,9 +293,15 @@ impl Decoder {
         while start < rows {
             let len = block.min(rows - start);
             let logits = hidden.narrow(0, start, len)?.matmul(&head_t)?.to_dtype(DType::F32)?;
-            let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-            let targets = Tensor::new(&ids[from + start..from + start + len], &self.device)?.unsqueeze(1)?;
-            out.extend(logprobs.gather(&targets, 1)?.squeeze(1)?.to_vec1::<f32>()?);
+            let targets = &ids[from + start..from + start + len];
+            if self.device.is_cpu() {
+                let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+                out.extend(crate::kernels::target_logprobs(&logits, self.vocab_size, targets));
+            } else {
+                let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+                let targets = Tensor::new(targets, &self.device)?.unsqueeze(1)?;
+                out.extend(logprobs.gather(&targets, 1)?.squeeze(1)?.to_vec1::<f32>()?);
+            }
             start += len;
         }
         Ok(out)

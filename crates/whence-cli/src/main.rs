@@ -48,6 +48,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    whence_checkpoint::tune_allocator();
     let verbosity = progress::Verbosity::new(cli.verbose, cli.quiet);
     progress::init_logging(verbosity);
     let result = match cli.command {
