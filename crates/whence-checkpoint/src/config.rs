@@ -10,8 +10,7 @@ use serde::Deserialize;
 use crate::CheckpointError;
 
 /// The architectures this decoder implements, by `architectures[0]`.
-pub const SUPPORTED_ARCHITECTURES: &[&str] =
-    &["Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
@@ -26,7 +25,12 @@ pub enum Architecture {
 pub enum RopeScaling {
     None,
     /// Llama 3's piecewise scaling.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
 }
 
 /// The decoder's shape and options.

@@ -68,7 +68,10 @@ pub fn device(name: &str) -> Result<Device, CheckpointError> {
     match name {
         "cpu" => Ok(Device::Cpu),
         cuda if cuda == "cuda" || cuda.starts_with("cuda:") => {
-            let ordinal: usize = cuda.strip_prefix("cuda:").map_or(Ok(0), str::parse).map_err(|_| model(format!("invalid device `{cuda}`; write cuda or cuda:N")))?;
+            let ordinal: usize = cuda
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), str::parse)
+                .map_err(|_| model(format!("invalid device `{cuda}`; write cuda or cuda:N")))?;
             if !candle_core::utils::cuda_is_available() {
                 return Err(model("device `cuda` is not compiled in; rebuild whence with `--features cuda`".into()));
             }
@@ -141,9 +144,12 @@ impl CheckpointScorer {
                 message: "is missing; whence needs the fast tokenizer file tokenizer.json".into(),
             });
         }
-        let tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| CheckpointError::Config { path: tokenizer_path.display().to_string(), message: format!("not a valid tokenizer: {e}") })?;
-        let template_error = |e: whence_template::TemplateError| CheckpointError::Config { path: dir.display().to_string(), message: e.to_string() };
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| CheckpointError::Config {
+            path: tokenizer_path.display().to_string(),
+            message: format!("not a valid tokenizer: {e}"),
+        })?;
+        let template_error =
+            |e: whence_template::TemplateError| CheckpointError::Config { path: dir.display().to_string(), message: e.to_string() };
         let renderer = match &options.template {
             TemplateMode::Raw => Renderer::Raw,
             TemplateMode::Auto => match ChatTemplate::from_dir(dir) {
@@ -171,8 +177,8 @@ impl CheckpointScorer {
         if self.decoder.is_none() {
             let failed = |e: String| ScoreError::InvalidSource(e);
             let vb = open_weights(&self.dir, self.options.dtype, &self.options.device).map_err(|e| failed(e.to_string()))?;
-            let decoder = Decoder::load(&self.config, vb)
-                .map_err(|e| failed(format!("{}: cannot load the weights: {e}", self.dir.display())))?;
+            let decoder =
+                Decoder::load(&self.config, vb).map_err(|e| failed(format!("{}: cannot load the weights: {e}", self.dir.display())))?;
             self.decoder = Some(decoder);
         }
         Ok(self.decoder.as_ref().expect("just loaded"))

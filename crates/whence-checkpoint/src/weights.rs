@@ -65,9 +65,10 @@ fn safetensors_header_ok(bytes: &[u8]) -> Result<(), String> {
         return Err(format!("truncated safetensors file ({} bytes)", bytes.len()));
     }
     let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-    let header_end = 8usize.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or_else(|| {
-        format!("truncated safetensors file: header of {header_len} bytes but the file has {} bytes", bytes.len())
-    })?;
+    let header_end = 8usize
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| format!("truncated safetensors file: header of {header_len} bytes but the file has {} bytes", bytes.len()))?;
     let header: serde_json::Value =
         serde_json::from_slice(&bytes[8..header_end]).map_err(|e| format!("safetensors header is not valid JSON: {e}"))?;
     let data_len = bytes.len() - header_end;
@@ -78,7 +79,9 @@ fn safetensors_header_ok(bytes: &[u8]) -> Result<(), String> {
             }
             let end = info.get("data_offsets").and_then(|o| o.get(1)).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
             if end > data_len {
-                return Err(format!("truncated safetensors file: tensor `{name}` ends at byte {end} of data but only {data_len} bytes remain"));
+                return Err(format!(
+                    "truncated safetensors file: tensor `{name}` ends at byte {end} of data but only {data_len} bytes remain"
+                ));
             }
         }
     }

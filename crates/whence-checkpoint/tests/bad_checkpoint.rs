@@ -81,7 +81,11 @@ fn missing_files() {
     let copy = Copy::of("tiny-llama3", "missing-shard");
     std::fs::remove_file(copy.path("model-00002-of-00003.safetensors")).unwrap();
     let message = open(&copy.0).unwrap_err();
-    assert!(message.contains("model.safetensors.index.json: lists") && message.contains("model-00002-of-00003.safetensors which does not exist"), "{message}");
+    assert!(
+        message.contains("model.safetensors.index.json: lists")
+            && message.contains("model-00002-of-00003.safetensors which does not exist"),
+        "{message}"
+    );
 
     let message = open(Path::new("/nonexistent/checkpoint")).unwrap_err();
     assert!(message.contains("is not a checkpoint directory"), "{message}");
@@ -109,7 +113,8 @@ fn truncated_weights() {
 fn wrong_shape_tensor() {
     // A config that disagrees with the weights: every tensor of a layer has the wrong shape.
     let copy = Copy::of("tiny-qwen3", "shape");
-    let config = std::fs::read_to_string(copy.path("config.json")).unwrap().replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
+    let config =
+        std::fs::read_to_string(copy.path("config.json")).unwrap().replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
     std::fs::write(copy.path("config.json"), config).unwrap();
     let message = score_error(&copy.0, CheckpointOptions::default(), "Two.");
     assert!(message.contains("cannot load the weights") && message.contains("shape"), "{message}");
@@ -127,7 +132,9 @@ fn missing_tensor() {
 #[test]
 fn longer_than_the_context_unless_truncating() {
     let copy = Copy::of("tiny-qwen2", "context");
-    let config = std::fs::read_to_string(copy.path("config.json")).unwrap().replace("\"max_position_embeddings\": 512", "\"max_position_embeddings\": 16");
+    let config = std::fs::read_to_string(copy.path("config.json"))
+        .unwrap()
+        .replace("\"max_position_embeddings\": 512", "\"max_position_embeddings\": 16");
     std::fs::write(copy.path("config.json"), config).unwrap();
     let response = "So the answer is two, because one and one make two. Then we check it again.";
     let options = CheckpointOptions { template: TemplateMode::Raw, ..Default::default() };

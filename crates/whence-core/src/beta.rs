@@ -122,11 +122,7 @@ pub fn search_beta(
     }
     let (_, beta) = best.expect("at least one step ran");
     Ok(BetaSearch {
-        beta: Threshold::new(beta).expect("a tried β is valid"),
-        settings,
-        trajectories: searched.len(),
-        steps,
-        stopped_early,
+        beta: Threshold::new(beta).expect("a tried β is valid"), settings, trajectories: searched.len(), steps, stopped_early
     })
 }
 
@@ -161,8 +157,7 @@ fn evaluate(trajectories: &[&Vec<ActionProbabilities>], alpha: Threshold, beta: 
         }
     }
     let total = trajectories.len() as f64;
-    let normalised: Vec<Vec<f64>> =
-        histograms.iter().map(|h| h.iter().map(|&c| c as f64 / total).collect()).collect();
+    let normalised: Vec<Vec<f64>> = histograms.iter().map(|h| h.iter().map(|&c| c as f64 / total).collect()).collect();
     let overlap_student_common = overlap(&normalised[2], &normalised[0]);
     let overlap_common_teacher = overlap(&normalised[0], &normalised[1]);
     let mut normalised = normalised.into_iter();

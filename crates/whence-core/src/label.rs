@@ -30,8 +30,7 @@ pub enum Label {
 impl Label {
     pub const AFTER_DISTILLATION: [Label; 4] = [Label::Teacher, Label::Student, Label::Shared, Label::Boosted];
     pub const BEFORE_TRAINING: [Label; 3] = [Label::Teacher, Label::Student, Label::Common];
-    pub const ALL: [Label; 6] =
-        [Label::Teacher, Label::Student, Label::Shared, Label::Boosted, Label::Common, Label::Unscored];
+    pub const ALL: [Label; 6] = [Label::Teacher, Label::Student, Label::Shared, Label::Boosted, Label::Common, Label::Unscored];
 
     pub fn as_str(self) -> &'static str {
         match self {

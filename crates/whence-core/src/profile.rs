@@ -73,11 +73,7 @@ impl Tally {
     }
 
     fn fractions(&self) -> LabelFractions {
-        let fractions = self
-            .counts
-            .iter()
-            .map(|&c| if self.n == 0 { 0.0 } else { c as f64 / self.n as f64 })
-            .collect();
+        let fractions = self.counts.iter().map(|&c| if self.n == 0 { 0.0 } else { c as f64 / self.n as f64 }).collect();
         LabelFractions { n: self.n, fractions }
     }
 }
@@ -119,15 +115,7 @@ pub fn position_profile(trajectories: &[ProfileInput<'_>], labels: &[Label], mar
             next_marker += marker_step;
         }
         let [all, correct, incorrect] = groups.map(|g| g.fractions());
-        rows.push(PositionRow {
-            index,
-            trajectories: present,
-            mean_cumulative_tokens,
-            all,
-            correct,
-            incorrect,
-            marker_tokens,
-        });
+        rows.push(PositionRow { index, trajectories: present, mean_cumulative_tokens, all, correct, incorrect, marker_tokens });
     }
     PositionProfile { labels: labels.to_vec(), marker_step, rows, markers }
 }
@@ -173,11 +161,7 @@ mod tests {
         // Cumulative: 4000, 4096, 13096, 13097.
         assert_eq!(
             profile.markers,
-            vec![
-                TokenMarker { tokens: 4096, index: 1 },
-                TokenMarker { tokens: 8192, index: 2 },
-                TokenMarker { tokens: 12288, index: 2 }
-            ]
+            vec![TokenMarker { tokens: 4096, index: 1 }, TokenMarker { tokens: 8192, index: 2 }, TokenMarker { tokens: 12288, index: 2 }]
         );
         let marks: Vec<Option<u64>> = profile.rows.iter().map(|r| r.marker_tokens).collect();
         assert_eq!(marks, vec![None, Some(4096), Some(12288), None]);

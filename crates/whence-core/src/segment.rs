@@ -116,11 +116,7 @@ impl Segmenter {
             .chain(config.special_patterns.iter().cloned())
             .map(|alternative| format!("(?:{alternative})"))
             .collect();
-        let special = if alternatives.is_empty() {
-            None
-        } else {
-            Some(compile("special-token", &alternatives.join("|"))?)
-        };
+        let special = if alternatives.is_empty() { None } else { Some(compile("special-token", &alternatives.join("|"))?) };
         let sentence = compile("sentence", &config.sentence_pattern)?;
         let groups = sentence.captures_len();
         let cut_group = (groups > 1).then_some(groups - 1);
@@ -313,10 +309,7 @@ mod tests {
     #[test]
     fn special_tokens_are_actions_of_their_own() {
         let text = "<think>\nHello world. This is it.</think>\n\nAnswer: 5.<|im_end|>";
-        assert_eq!(
-            texts(text),
-            vec!["<think>", "\nHello world. ", "This is it.", "</think>", "\n\nAnswer: 5.", "<|im_end|>"]
-        );
+        assert_eq!(texts(text), vec!["<think>", "\nHello world. ", "This is it.", "</think>", "\n\nAnswer: 5.", "<|im_end|>"]);
         let specials: Vec<bool> = segment(text).iter().map(|a| a.special).collect();
         assert_eq!(specials, vec![true, false, false, true, false, true]);
     }

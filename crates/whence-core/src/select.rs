@@ -27,14 +27,8 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 6] = [
-        Strategy::TeacherCount,
-        Strategy::TeacherRatio,
-        Strategy::Longest,
-        Strategy::MinTeacherCount,
-        Strategy::Random,
-        Strategy::Grape,
-    ];
+    pub const ALL: [Strategy; 6] =
+        [Strategy::TeacherCount, Strategy::TeacherRatio, Strategy::Longest, Strategy::MinTeacherCount, Strategy::Random, Strategy::Grape];
 
     pub fn as_str(self) -> &'static str {
         match self {

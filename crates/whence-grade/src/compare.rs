@@ -51,8 +51,7 @@ fn equivalent(left: &str, right: &str, nesting: usize, budget: &Cell<usize>) -> 
 /// Word answers (`Evelyn`, `east`) compare without regard to case.
 fn same_words(left: &str, right: &str) -> bool {
     let is_word = |text: &str| {
-        text.chars().all(|c| c.is_alphabetic() || "()-".contains(c))
-            && text.chars().filter(|c| c.is_alphabetic()).count() >= 2
+        text.chars().all(|c| c.is_alphabetic() || "()-".contains(c)) && text.chars().filter(|c| c.is_alphabetic()).count() >= 2
     };
     is_word(left) && is_word(right) && left.to_lowercase() == right.to_lowercase()
 }
@@ -77,11 +76,7 @@ enum Shape<'a> {
     /// `\begin{pmatrix}…\end{pmatrix}`: rows of cells.
     Matrix(Vec<Vec<&'a str>>),
     /// Tuples, points and intervals: `(1,2)`, `[3,4)`. Order and brackets matter.
-    Bracketed {
-        open: u8,
-        close: u8,
-        items: Vec<&'a str>,
-    },
+    Bracketed { open: u8, close: u8, items: Vec<&'a str> },
     /// `A\cup B`: order does not matter.
     Union(Vec<&'a str>),
     /// `\{…\}`, a bare comma list, or `a\pm b`: order does not matter.
@@ -103,17 +98,10 @@ impl<'a> Shape<'a> {
             return Shape::Set(with_plus_minus_expanded(split_top_level(inside, ",")));
         }
         let bytes = text.as_bytes();
-        if is_wrapped_in_brackets(text)
-            && matches!(bytes[0], b'(' | b'[')
-            && matches!(bytes[bytes.len() - 1], b')' | b']')
-        {
+        if is_wrapped_in_brackets(text) && matches!(bytes[0], b'(' | b'[') && matches!(bytes[bytes.len() - 1], b')' | b']') {
             let items = split_top_level(&text[1..text.len() - 1], ",");
             if items.len() > 1 {
-                return Shape::Bracketed {
-                    open: bytes[0],
-                    close: bytes[bytes.len() - 1],
-                    items,
-                };
+                return Shape::Bracketed { open: bytes[0], close: bytes[bytes.len() - 1], items };
             }
         }
         let list = split_top_level(text, ",");
@@ -156,14 +144,8 @@ fn matrix_rows(text: &str) -> Option<Vec<Vec<&str>>> {
         return None;
     }
     let body = body_and_end.strip_suffix(&format!(r"\end{{{environment}}}"))?;
-    let mut rows: Vec<Vec<&str>> = split_top_level(body, r"\\")
-        .into_iter()
-        .map(|row| split_top_level(row, "&"))
-        .collect();
-    if rows
-        .last()
-        .is_some_and(|row| row.iter().all(|cell| cell.trim().is_empty()))
-    {
+    let mut rows: Vec<Vec<&str>> = split_top_level(body, r"\\").into_iter().map(|row| split_top_level(row, "&")).collect();
+    if rows.last().is_some_and(|row| row.iter().all(|cell| cell.trim().is_empty())) {
         rows.pop(); // a trailing `\\`
     }
     Some(rows)
@@ -171,49 +153,18 @@ fn matrix_rows(text: &str) -> Option<Vec<Vec<&str>>> {
 
 /// Compares two shapes; `None` when neither has structure, so the caller
 /// compares values instead.
-fn compare_shapes(
-    left: &Shape,
-    right: &Shape,
-    nesting: usize,
-    budget: &Cell<usize>,
-) -> Option<bool> {
+fn compare_shapes(left: &Shape, right: &Shape, nesting: usize, budget: &Cell<usize>) -> Option<bool> {
     let same = |a: &str, b: &str| equivalent(a, b, nesting + 1, budget);
     let verdict = match (left, right) {
         (Shape::Single(_), Shape::Single(_)) => return None,
-        (Shape::Matrix(a), Shape::Matrix(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .zip(b)
-                    .all(|(row_a, row_b)| in_order(row_a, row_b, same))
+        (Shape::Matrix(a), Shape::Matrix(b)) => a.len() == b.len() && a.iter().zip(b).all(|(row_a, row_b)| in_order(row_a, row_b, same)),
+        (Shape::Matrix(rows), Shape::Bracketed { open: b'(', close: b')', items })
+        | (Shape::Bracketed { open: b'(', close: b')', items }, Shape::Matrix(rows)) => {
+            vector_entries(rows).is_some_and(|entries| in_order(&entries, items, same))
         }
-        (
-            Shape::Matrix(rows),
-            Shape::Bracketed {
-                open: b'(',
-                close: b')',
-                items,
-            },
-        )
-        | (
-            Shape::Bracketed {
-                open: b'(',
-                close: b')',
-                items,
-            },
-            Shape::Matrix(rows),
-        ) => vector_entries(rows).is_some_and(|entries| in_order(&entries, items, same)),
-        (
-            Shape::Bracketed {
-                open: open_a,
-                close: close_a,
-                items: a,
-            },
-            Shape::Bracketed {
-                open: open_b,
-                close: close_b,
-                items: b,
-            },
-        ) => open_a == open_b && close_a == close_b && in_order(a, b, same),
+        (Shape::Bracketed { open: open_a, close: close_a, items: a }, Shape::Bracketed { open: open_b, close: close_b, items: b }) => {
+            open_a == open_b && close_a == close_b && in_order(a, b, same)
+        }
         (Shape::Union(a), Shape::Union(b)) => in_any_order(a, b, same),
         (Shape::Set(a), Shape::Set(b)) => in_any_order(a, b, same),
         (Shape::Set(items), Shape::Single(single)) | (Shape::Single(single), Shape::Set(items)) => {
@@ -232,20 +183,12 @@ fn vector_entries<'a>(rows: &[Vec<&'a str>]) -> Option<Vec<&'a str>> {
     (rows.len() == 1).then(|| rows[0].clone())
 }
 
-fn in_order<A: AsRef<str>, B: AsRef<str>>(
-    a: &[A],
-    b: &[B],
-    same: impl Fn(&str, &str) -> bool,
-) -> bool {
+fn in_order<A: AsRef<str>, B: AsRef<str>>(a: &[A], b: &[B], same: impl Fn(&str, &str) -> bool) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x.as_ref(), y.as_ref()))
 }
 
 /// Multiset equality under `same`, matching greedily.
-fn in_any_order<A: AsRef<str>, B: AsRef<str>>(
-    a: &[A],
-    b: &[B],
-    same: impl Fn(&str, &str) -> bool,
-) -> bool {
+fn in_any_order<A: AsRef<str>, B: AsRef<str>>(a: &[A], b: &[B], same: impl Fn(&str, &str) -> bool) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -265,27 +208,15 @@ mod tests {
 
     fn assert_match(pairs: &[(&str, &str)]) {
         for (candidate, reference) in pairs {
-            assert!(
-                answers_match(candidate, reference),
-                "{candidate:?} should match {reference:?}"
-            );
-            assert!(
-                answers_match(reference, candidate),
-                "{reference:?} should match {candidate:?}"
-            );
+            assert!(answers_match(candidate, reference), "{candidate:?} should match {reference:?}");
+            assert!(answers_match(reference, candidate), "{reference:?} should match {candidate:?}");
         }
     }
 
     fn assert_differ(pairs: &[(&str, &str)]) {
         for (candidate, reference) in pairs {
-            assert!(
-                !answers_match(candidate, reference),
-                "{candidate:?} should not match {reference:?}"
-            );
-            assert!(
-                !answers_match(reference, candidate),
-                "{reference:?} should not match {candidate:?}"
-            );
+            assert!(!answers_match(candidate, reference), "{candidate:?} should not match {reference:?}");
+            assert!(!answers_match(reference, candidate), "{reference:?} should not match {candidate:?}");
         }
     }
 
@@ -304,13 +235,7 @@ mod tests {
             (r"1\frac{4}{5}", r"\frac{9}{5}"),
             (r"137 \frac{1}{2}", "137.5"),
         ]);
-        assert_differ(&[
-            ("0.5", "0.6"),
-            ("188743314", "188743315"),
-            ("1000000", "1000001"),
-            ("6.17", "6.18"),
-            (r"\frac{1}{3}", "0.33"),
-        ]);
+        assert_differ(&[("0.5", "0.6"), ("188743314", "188743315"), ("1000000", "1000001"), ("6.17", "6.18"), (r"\frac{1}{3}", "0.33")]);
     }
 
     #[test]
@@ -323,10 +248,7 @@ mod tests {
             (r"\frac{-5}{12}", r"-\frac{5}{12}"),
             (r"\frac 59", r"\frac{5}{9}"),
         ]);
-        assert_differ(&[
-            (r"\frac{1}{4027}", r"-\frac{1}{4027}"),
-            (r"\frac{4}{3}", r"\frac{3}{4}"),
-        ]);
+        assert_differ(&[(r"\frac{1}{4027}", r"-\frac{1}{4027}"), (r"\frac{4}{3}", r"\frac{3}{4}")]);
     }
 
     #[test]
@@ -364,14 +286,7 @@ mod tests {
 
     #[test]
     fn assignments_and_wrappers() {
-        assert_match(&[
-            ("x=5", "5"),
-            ("k = 3", "3"),
-            ("$5$", "5"),
-            (r"\boxed{5}", "5"),
-            ("5.", "5"),
-            ("y = 2x + 3", "2x+3"),
-        ]);
+        assert_match(&[("x=5", "5"), ("k = 3", "3"), ("$5$", "5"), (r"\boxed{5}", "5"), ("5.", "5"), ("y = 2x + 3", "2x+3")]);
     }
 
     #[test]
@@ -382,19 +297,10 @@ mod tests {
             ("(6,31,-1)", "(6, 31, -1)"),
             ("(3,4]", r"\left(3, 4\right]"),
             (r"(-\infty, 0]", r"(-\infty,0]"),
-            (
-                r"\left[ \frac{\pi^2}{8}, \frac{5 \pi^2}{4} \right]",
-                r"[\pi^2/8, 5\pi^2/4]",
-            ),
+            (r"\left[ \frac{\pi^2}{8}, \frac{5 \pi^2}{4} \right]", r"[\pi^2/8, 5\pi^2/4]"),
             (r"\left(\frac{3}{5},\frac{8}{3}\right]", "(0.6, 8/3]"),
         ]);
-        assert_differ(&[
-            ("(3,4]", "(3,4)"),
-            ("[3,4]", "(3,4]"),
-            ("(1,2)", "(2,1)"),
-            ("(1,2)", "(1,2,3)"),
-            ("(1,2)", "1,2"),
-        ]);
+        assert_differ(&[("(3,4]", "(3,4)"), ("[3,4]", "(3,4]"), ("(1,2)", "(2,1)"), ("(1,2)", "(1,2,3)"), ("(1,2)", "1,2")]);
     }
 
     #[test]
@@ -409,57 +315,27 @@ mod tests {
             (r"1 \text{ or } 2", "2, 1"),
             (r"(0,9) \cup (9,36)", r"(9,36)\cup(0,9)"),
         ]);
-        assert_differ(&[
-            ("1,-2", "1,2"),
-            ("1,2", "1,2,3"),
-            ("1,1,2", "1,2,2"),
-            (r"(0,9)\cup(9,36)", r"(0,9)\cup[9,36)"),
-        ]);
+        assert_differ(&[("1,-2", "1,2"), ("1,2", "1,2,3"), ("1,1,2", "1,2,2"), (r"(0,9)\cup(9,36)", r"(0,9)\cup[9,36)")]);
     }
 
     #[test]
     fn matrices_compare_entry_wise() {
         assert_match(&[
-            (
-                r"\begin{pmatrix} -1/3 \\ 2/3 \\ 5/3 \end{pmatrix}",
-                r"\begin{pmatrix}-\frac{1}{3}\\\frac{2}{3}\\\frac53\end{pmatrix}",
-            ),
-            (
-                r"\begin{pmatrix} -1 & 0 \\ 0 & -1 \end{pmatrix}",
-                r"\begin{bmatrix}-1&0\\0&-1\end{bmatrix}",
-            ),
-            (
-                r"\begin{pmatrix} -2 \\ -14 \\ -7 \end{pmatrix}",
-                "(-2,-14,-7)",
-            ),
-            (
-                r"\begin{pmatrix} 1 \\ 2 \\ \end{pmatrix}",
-                r"\begin{pmatrix}1\\2\end{pmatrix}",
-            ),
+            (r"\begin{pmatrix} -1/3 \\ 2/3 \\ 5/3 \end{pmatrix}", r"\begin{pmatrix}-\frac{1}{3}\\\frac{2}{3}\\\frac53\end{pmatrix}"),
+            (r"\begin{pmatrix} -1 & 0 \\ 0 & -1 \end{pmatrix}", r"\begin{bmatrix}-1&0\\0&-1\end{bmatrix}"),
+            (r"\begin{pmatrix} -2 \\ -14 \\ -7 \end{pmatrix}", "(-2,-14,-7)"),
+            (r"\begin{pmatrix} 1 \\ 2 \\ \end{pmatrix}", r"\begin{pmatrix}1\\2\end{pmatrix}"),
         ]);
         assert_differ(&[
-            (
-                r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}",
-                r"\begin{pmatrix} 2 \\ 1 \end{pmatrix}",
-            ),
-            (
-                r"\begin{pmatrix} 1 & 2 \end{pmatrix}",
-                r"\begin{pmatrix} 1 \\ 2 \\ 3 \end{pmatrix}",
-            ),
-            (
-                r"\begin{pmatrix} 1 & 0 \\ 0 & 1 \end{pmatrix}",
-                r"\begin{pmatrix} 1 & 0 \\ 0 & 2 \end{pmatrix}",
-            ),
+            (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", r"\begin{pmatrix} 2 \\ 1 \end{pmatrix}"),
+            (r"\begin{pmatrix} 1 & 2 \end{pmatrix}", r"\begin{pmatrix} 1 \\ 2 \\ 3 \end{pmatrix}"),
+            (r"\begin{pmatrix} 1 & 0 \\ 0 & 1 \end{pmatrix}", r"\begin{pmatrix} 1 & 0 \\ 0 & 2 \end{pmatrix}"),
         ]);
     }
 
     #[test]
     fn words_ignore_case() {
-        assert_match(&[
-            (r"\text{Evelyn}", "Evelyn"),
-            (r"\text{east}", "East"),
-            (r"\text{ellipse}", r"\textbf{Ellipse}"),
-        ]);
+        assert_match(&[(r"\text{Evelyn}", "Evelyn"), (r"\text{east}", "East"), (r"\text{ellipse}", r"\textbf{Ellipse}")]);
         assert_differ(&[(r"\text{Evelyn}", "Navin"), ("east", "seat")]);
     }
 
@@ -478,11 +354,7 @@ mod tests {
 
     #[test]
     fn bases_and_other_strings_compare_as_strings() {
-        assert_match(&[
-            ("52_8", "52_{8}"),
-            ("4210_{5}", "4210_5"),
-            (r"6 - 5i", "6-5i"),
-        ]);
+        assert_match(&[("52_8", "52_{8}"), ("4210_{5}", "4210_5"), (r"6 - 5i", "6-5i")]);
         assert_differ(&[("52_8", "52"), ("52_8", "52_9")]);
     }
 
@@ -495,26 +367,10 @@ mod tests {
     fn shape_detection() {
         assert_eq!(Shape::of("5"), Shape::Single("5"));
         assert_eq!(Shape::of("(5)"), Shape::Single("(5)"));
-        assert_eq!(
-            Shape::of("(1,2]"),
-            Shape::Bracketed {
-                open: b'(',
-                close: b']',
-                items: vec!["1", "2"]
-            }
-        );
+        assert_eq!(Shape::of("(1,2]"), Shape::Bracketed { open: b'(', close: b']', items: vec!["1", "2"] });
         assert_eq!(Shape::of("1,2"), Shape::Set(vec!["1".into(), "2".into()]));
-        assert_eq!(
-            Shape::of(r"1\pm2"),
-            Shape::Set(vec!["1+2".into(), "1-2".into()])
-        );
-        assert_eq!(
-            Shape::of(r"(1,2)\cup(3,4)"),
-            Shape::Union(vec!["(1,2)", "(3,4)"])
-        );
-        assert_eq!(
-            Shape::of(r"\begin{pmatrix}1&2\\3&4\end{pmatrix}"),
-            Shape::Matrix(vec![vec!["1", "2"], vec!["3", "4"]])
-        );
+        assert_eq!(Shape::of(r"1\pm2"), Shape::Set(vec!["1+2".into(), "1-2".into()]));
+        assert_eq!(Shape::of(r"(1,2)\cup(3,4)"), Shape::Union(vec!["(1,2)", "(3,4)"]));
+        assert_eq!(Shape::of(r"\begin{pmatrix}1&2\\3&4\end{pmatrix}"), Shape::Matrix(vec![vec!["1", "2"], vec!["3", "4"]]));
     }
 }

@@ -18,26 +18,20 @@ const MAX_BOXES_TRIED: usize = 16;
 const ANSWER_PHRASE_LINES: usize = 3;
 
 /// "answer is" or "answer:" (any case), the phrase before a stated answer.
-static ANSWER_PHRASE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\banswer(?:\s+is\b|\s*:)").expect("valid regex"));
+static ANSWER_PHRASE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\banswer(?:\s+is\b|\s*:)").expect("valid regex"));
 
 /// A number as models write it: `-12`, `1,234`, `3.5`, `.25`, `7/8`.
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?:/[0-9]+)?|-?\.[0-9]+")
-        .expect("valid regex")
-});
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?:/[0-9]+)?|-?\.[0-9]+").expect("valid regex"));
 
 /// "Answer: B", "the answer is (C)", "answer is **option D**", "answer is \text{(E)}".
 static ANSWER_LETTER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i:\banswer)(?:\s+(?i:is))?\s*:?[\s*$({\[]*(?:\\text(?:bf)?\{)?[\s(]*(?:(?i:option|choice)\s*)?\(?([A-J])\b",
-    )
-    .expect("valid regex")
+    Regex::new(r"(?i:\banswer)(?:\s+(?i:is))?\s*:?[\s*$({\[]*(?:\\text(?:bf)?\{)?[\s(]*(?:(?i:option|choice)\s*)?\(?([A-J])\b")
+        .expect("valid regex")
 });
 
 /// A capital choice letter standing alone.
-static STANDALONE_LETTER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b([A-J])\b").expect("valid regex"));
+static STANDALONE_LETTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b([A-J])\b").expect("valid regex"));
 
 /// The part of a response that may hold the final answer: the text after the
 /// last `</think>` when there is one, else the whole response.
@@ -67,10 +61,7 @@ fn extract_math(region: &str, fallback: Fallback) -> Option<Extracted> {
     }
     if fallback.allows_last_number() {
         if let Some(number) = NUMBER.find_iter(region).last() {
-            return Some(Extracted::new(
-                number.as_str(),
-                ExtractionMethod::LastNumber,
-            ));
+            return Some(Extracted::new(number.as_str(), ExtractionMethod::LastNumber));
         }
     }
     None
@@ -95,21 +86,14 @@ fn extract_choice(region: &str, fallback: Fallback) -> Option<Extracted> {
 }
 
 fn last_capture<'a>(pattern: &Regex, text: &'a str) -> Option<&'a str> {
-    pattern
-        .captures_iter(text)
-        .last()
-        .and_then(|captures| captures.get(1))
-        .map(|letter| letter.as_str())
+    pattern.captures_iter(text).last().and_then(|captures| captures.get(1)).map(|letter| letter.as_str())
 }
 
 /// The content of the last non-empty `\boxed{…}`, `\fbox{…}` or `\boxed …`
 /// in `text`. Boxes with unbalanced braces are skipped (among the last
 /// [`MAX_BOXES_TRIED`]).
 pub(crate) fn last_boxed(text: &str) -> Option<&str> {
-    let mut starts: Vec<(usize, &str)> = BOX_COMMANDS
-        .iter()
-        .flat_map(|command| text.match_indices(command))
-        .collect();
+    let mut starts: Vec<(usize, &str)> = BOX_COMMANDS.iter().flat_map(|command| text.match_indices(command)).collect();
     starts.sort_unstable_by_key(|&(at, _)| std::cmp::Reverse(at));
     starts
         .into_iter()
@@ -129,19 +113,14 @@ fn box_argument(after_command: &str) -> Option<&str> {
     if !separated_by_space {
         return None; // `\boxedx` is another command, `\boxed` at the end is nothing
     }
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == '$')
-        .unwrap_or(rest.len());
+    let end = rest.find(|c: char| c.is_whitespace() || c == '$').unwrap_or(rest.len());
     Some(&rest[..end])
 }
 
 /// The answer stated after the last "the answer is" / "answer:" that has one.
 fn last_stated_answer(text: &str) -> Option<&str> {
     let phrases: Vec<_> = ANSWER_PHRASE.find_iter(text).collect();
-    phrases
-        .iter()
-        .rev()
-        .find_map(|phrase| stated_answer(&text[phrase.end()..]))
+    phrases.iter().rev().find_map(|phrase| stated_answer(&text[phrase.end()..]))
 }
 
 /// The answer right after an answer phrase: the rest of its sentence, or the
@@ -160,10 +139,7 @@ fn stated_answer(after_phrase: &str) -> Option<&str> {
 fn until_sentence_end(line: &str) -> &str {
     let bytes = line.as_bytes();
     for (i, &byte) in bytes.iter().enumerate() {
-        let ends_sentence = byte == b'.'
-            && bytes
-                .get(i + 1)
-                .is_none_or(|next| next.is_ascii_whitespace());
+        let ends_sentence = byte == b'.' && bytes.get(i + 1).is_none_or(|next| next.is_ascii_whitespace());
         if ends_sentence {
             return &line[..i];
         }
@@ -181,10 +157,7 @@ pub(crate) fn leading_choice_letter(text: &str) -> Option<char> {
     let plain = without_text_commands(text);
     let rest = plain.trim_start_matches(|c: char| c.is_whitespace() || "${([*".contains(c));
     let mut chars = rest.chars();
-    let letter = chars
-        .next()
-        .filter(char::is_ascii_uppercase)
-        .filter(|c| is_choice_letter(*c))?;
+    let letter = chars.next().filter(char::is_ascii_uppercase).filter(|c| is_choice_letter(*c))?;
     let stands_alone = chars.next().is_none_or(|next| !next.is_alphanumeric());
     stands_alone.then_some(letter)
 }
@@ -205,9 +178,7 @@ fn is_choice_letter(c: char) -> bool {
 }
 
 fn without_text_commands(text: &str) -> String {
-    [r"\textbf", r"\text", r"\mathrm", r"\mathbf", r"\mbox"]
-        .iter()
-        .fold(text.to_string(), |acc, command| acc.replace(command, ""))
+    [r"\textbf", r"\text", r"\mathrm", r"\mathbf", r"\mbox"].iter().fold(text.to_string(), |acc, command| acc.replace(command, ""))
 }
 
 #[cfg(test)]
@@ -215,17 +186,11 @@ mod tests {
     use super::*;
 
     fn math(response: &str) -> Option<(String, &'static str)> {
-        extract(response, AnswerKind::Math, Fallback::AnswerIsThenLastNumber)
-            .map(|found| (found.text, found.method.as_str()))
+        extract(response, AnswerKind::Math, Fallback::AnswerIsThenLastNumber).map(|found| (found.text, found.method.as_str()))
     }
 
     fn choice(response: &str) -> Option<(String, &'static str)> {
-        extract(
-            response,
-            AnswerKind::MultipleChoice,
-            Fallback::AnswerIsThenLastNumber,
-        )
-        .map(|found| (found.text, found.method.as_str()))
+        extract(response, AnswerKind::MultipleChoice, Fallback::AnswerIsThenLastNumber).map(|found| (found.text, found.method.as_str()))
     }
 
     fn found(text: &str, method: &'static str) -> Option<(String, &'static str)> {
@@ -234,22 +199,13 @@ mod tests {
 
     #[test]
     fn takes_the_last_boxed_answer() {
-        assert_eq!(
-            math(r"first \boxed{1} then \boxed{2}."),
-            found("2", "boxed")
-        );
-        assert_eq!(
-            math(r"so $\boxed{\frac{1}{2}}$"),
-            found(r"\frac{1}{2}", "boxed")
-        );
+        assert_eq!(math(r"first \boxed{1} then \boxed{2}."), found("2", "boxed"));
+        assert_eq!(math(r"so $\boxed{\frac{1}{2}}$"), found(r"\frac{1}{2}", "boxed"));
     }
 
     #[test]
     fn boxed_content_keeps_nested_braces() {
-        assert_eq!(
-            math(r"\boxed{\left( 3, \frac{\pi}{2} \right)}"),
-            found(r"\left( 3, \frac{\pi}{2} \right)", "boxed")
-        );
+        assert_eq!(math(r"\boxed{\left( 3, \frac{\pi}{2} \right)}"), found(r"\left( 3, \frac{\pi}{2} \right)", "boxed"));
         assert_eq!(math(r"\boxed{\{1,2\}}"), found(r"\{1,2\}", "boxed"));
     }
 
@@ -283,23 +239,14 @@ mod tests {
     #[test]
     fn answer_is_fallback() {
         assert_eq!(math("Thus the answer is 3.5."), found("3.5", "answer-is"));
-        assert_eq!(
-            math("The final answer is $\\frac{3}{4}$. I hope it is correct."),
-            found("$\\frac{3}{4}$", "answer-is")
-        );
+        assert_eq!(math("The final answer is $\\frac{3}{4}$. I hope it is correct."), found("$\\frac{3}{4}$", "answer-is"));
         assert_eq!(math("**Answer:** 42"), found("42", "answer-is"));
-        assert_eq!(
-            math("The answer is:\n\\[\n 17 \n\\]"),
-            found("17", "answer-is")
-        );
+        assert_eq!(math("The answer is:\n\\[\n 17 \n\\]"), found("17", "answer-is"));
     }
 
     #[test]
     fn last_number_fallback() {
-        assert_eq!(
-            math("we get 12 apples, then 1,234 more"),
-            found("1,234", "last-number")
-        );
+        assert_eq!(math("we get 12 apples, then 1,234 more"), found("1,234", "last-number"));
         assert_eq!(math("so x = -7."), found("-7", "last-number"));
         assert_eq!(math("a ratio of 3/4"), found("3/4", "last-number"));
         assert_eq!(math("about .25 left"), found(".25", "last-number"));
@@ -312,16 +259,8 @@ mod tests {
         let with = |fallback| extract(text, AnswerKind::Math, fallback).map(|found| found.text);
         assert_eq!(with(Fallback::None), None);
         assert_eq!(with(Fallback::AnswerIs).as_deref(), Some("5, or maybe 6"));
-        assert_eq!(
-            extract("just 6", AnswerKind::Math, Fallback::AnswerIs),
-            None
-        );
-        assert_eq!(
-            extract("just 6", AnswerKind::Math, Fallback::AnswerIsThenLastNumber)
-                .map(|f| f.text)
-                .as_deref(),
-            Some("6")
-        );
+        assert_eq!(extract("just 6", AnswerKind::Math, Fallback::AnswerIs), None);
+        assert_eq!(extract("just 6", AnswerKind::Math, Fallback::AnswerIsThenLastNumber).map(|f| f.text).as_deref(), Some("6"));
     }
 
     #[test]
@@ -329,23 +268,11 @@ mod tests {
         assert_eq!(choice(r"so \boxed{D}"), found("D", "boxed"));
         assert_eq!(choice(r"so \boxed{\text{(B)}}"), found("B", "boxed"));
         assert_eq!(choice("Answer: B"), found("B", "answer-is"));
-        assert_eq!(
-            choice("Therefore the answer is (C)."),
-            found("C", "answer-is")
-        );
+        assert_eq!(choice("Therefore the answer is (C)."), found("C", "answer-is"));
         assert_eq!(choice("**Answer:** **D**"), found("D", "answer-is"));
-        assert_eq!(
-            choice("The correct answer is option E"),
-            found("E", "answer-is")
-        );
-        assert_eq!(
-            choice("Hmm.\nIt must be (A) here"),
-            found("A", "choice-letter")
-        );
-        assert_eq!(
-            choice("all of this\nI pick B, not C"),
-            found("C", "choice-letter")
-        );
+        assert_eq!(choice("The correct answer is option E"), found("E", "answer-is"));
+        assert_eq!(choice("Hmm.\nIt must be (A) here"), found("A", "choice-letter"));
+        assert_eq!(choice("all of this\nI pick B, not C"), found("C", "choice-letter"));
         assert_eq!(choice("The answer is Because"), None);
         assert_eq!(choice("nothing here"), None);
     }

@@ -160,12 +160,7 @@ pub struct UnknownFallback {
 
 impl fmt::Display for UnknownFallback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown fallback {:?}; expected one of: {}",
-            self.name,
-            Fallback::NAMES.join(", ")
-        )
+        write!(f, "unknown fallback {:?}; expected one of: {}", self.name, Fallback::NAMES.join(", "))
     }
 }
 
@@ -179,9 +174,7 @@ impl FromStr for Fallback {
             "none" => Ok(Fallback::None),
             "answer-is" => Ok(Fallback::AnswerIs),
             "answer-is-then-last-number" => Ok(Fallback::AnswerIsThenLastNumber),
-            _ => Err(UnknownFallback {
-                name: name.to_string(),
-            }),
+            _ => Err(UnknownFallback { name: name.to_string() }),
         }
     }
 }
@@ -262,10 +255,7 @@ pub struct Extracted {
 
 impl Extracted {
     fn new(text: impl Into<String>, method: ExtractionMethod) -> Extracted {
-        Extracted {
-            text: text.into(),
-            method,
-        }
+        Extracted { text: text.into(), method }
     }
 }
 
@@ -298,16 +288,9 @@ pub fn grade(response: &str, reference: &str, fallback: Fallback) -> Grade {
     let extracted = extract_answer(response, kind, fallback);
     let correct = extracted.as_ref().is_some_and(|found| match kind {
         AnswerKind::Math => answers_match(&found.text, reference),
-        AnswerKind::MultipleChoice => {
-            extract::leading_choice_letter(&found.text)
-                == extract::reference_choice_letter(reference)
-        }
+        AnswerKind::MultipleChoice => extract::leading_choice_letter(&found.text) == extract::reference_choice_letter(reference),
     });
-    Grade {
-        extracted,
-        correct,
-        kind,
-    }
+    Grade { extracted, correct, kind }
 }
 
 #[cfg(test)]
@@ -328,10 +311,7 @@ mod tests {
     fn unknown_fallback_message_quotes_and_lists() {
         let error = "last".parse::<Fallback>().unwrap_err();
         let message = error.to_string();
-        assert_eq!(
-            message,
-            r#"unknown fallback "last"; expected one of: none, answer-is, answer-is-then-last-number"#
-        );
+        assert_eq!(message, r#"unknown fallback "last"; expected one of: none, answer-is, answer-is-then-last-number"#);
         assert!(!message.ends_with('.'));
     }
 
@@ -339,10 +319,7 @@ mod tests {
     fn kind_of_reference() {
         assert_eq!(AnswerKind::of_reference("B"), AnswerKind::MultipleChoice);
         assert_eq!(AnswerKind::of_reference("(C)"), AnswerKind::MultipleChoice);
-        assert_eq!(
-            AnswerKind::of_reference(r"\text{(E)}"),
-            AnswerKind::MultipleChoice
-        );
+        assert_eq!(AnswerKind::of_reference(r"\text{(E)}"), AnswerKind::MultipleChoice);
         assert_eq!(AnswerKind::of_reference("42"), AnswerKind::Math);
         assert_eq!(AnswerKind::of_reference("x"), AnswerKind::Math);
         assert_eq!(AnswerKind::of_reference("K"), AnswerKind::Math);
@@ -352,34 +329,20 @@ mod tests {
 
     #[test]
     fn method_names() {
-        let names: Vec<_> = [
-            ExtractionMethod::Boxed,
-            ExtractionMethod::AnswerIs,
-            ExtractionMethod::LastNumber,
-            ExtractionMethod::ChoiceLetter,
-        ]
-        .iter()
-        .map(|method| method.as_str())
-        .collect();
-        assert_eq!(
-            names,
-            ["boxed", "answer-is", "last-number", "choice-letter"]
-        );
+        let names: Vec<_> =
+            [ExtractionMethod::Boxed, ExtractionMethod::AnswerIs, ExtractionMethod::LastNumber, ExtractionMethod::ChoiceLetter]
+                .iter()
+                .map(|method| method.as_str())
+                .collect();
+        assert_eq!(names, ["boxed", "answer-is", "last-number", "choice-letter"]);
     }
 
     #[test]
     fn grades_math() {
-        let graded = grade(
-            r"<think>maybe \boxed{3}</think>So $\boxed{\frac{1}{2}}$.",
-            "0.5",
-            Fallback::default(),
-        );
+        let graded = grade(r"<think>maybe \boxed{3}</think>So $\boxed{\frac{1}{2}}$.", "0.5", Fallback::default());
         assert!(graded.correct);
         assert_eq!(graded.kind, AnswerKind::Math);
-        assert_eq!(
-            graded.extracted,
-            Some(Extracted::new(r"\frac{1}{2}", ExtractionMethod::Boxed))
-        );
+        assert_eq!(graded.extracted, Some(Extracted::new(r"\frac{1}{2}", ExtractionMethod::Boxed)));
         assert!(!grade(r"\boxed{3}", "4", Fallback::default()).correct);
         assert!(!grade("no answer at all", "4", Fallback::default()).correct);
         assert!(grade("so we get 4 apples", "4", Fallback::default()).correct);

@@ -11,10 +11,7 @@ use std::fs;
 use serde_json::Value;
 use whence_grade::{answers_match, grade, normalize, AnswerKind, Fallback};
 
-const BENCHMARKS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/benchmarks/"
-);
+const BENCHMARKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/benchmarks/");
 
 /// The `answer` of every line of a benchmark file, as text (AIME 2025 stores
 /// numbers such as `70.0`).
@@ -28,8 +25,7 @@ fn benchmark_answers(file: &str) -> Option<Vec<String>> {
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
-            let record: Value =
-                serde_json::from_str(line).unwrap_or_else(|error| panic!("{path}: {error}"));
+            let record: Value = serde_json::from_str(line).unwrap_or_else(|error| panic!("{path}: {error}"));
             match record.get("answer") {
                 Some(Value::String(text)) => text.clone(),
                 Some(other) => other.to_string(),
@@ -55,8 +51,7 @@ static THOUSANDS: std::sync::LazyLock<regex::Regex> =
 static COMMAND_BEFORE_LETTER: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"\\[a-zA-Z]+\s+[a-zA-Z]").unwrap());
 /// `{5}`: braces LaTeX does not need around one digit (`\frac{1}{2}` → `\frac12`).
-static SINGLE_DIGIT_GROUP: std::sync::LazyLock<regex::Regex> =
-    std::sync::LazyLock::new(|| regex::Regex::new(r"\{(\d)\}").unwrap());
+static SINGLE_DIGIT_GROUP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| regex::Regex::new(r"\{(\d)\}").unwrap());
 static SIMPLE_FRACTION: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"^(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}$").unwrap());
 
@@ -87,11 +82,7 @@ fn rewritings(answer: &str) -> Vec<String> {
         forms.push(answer.replace('(', r"\left(").replace(')', r"\right)"));
     }
     if let Ok(number) = answer.parse::<f64>() {
-        forms.push(if answer.contains('.') {
-            format!("{answer}00")
-        } else {
-            format!("{answer}.0")
-        });
+        forms.push(if answer.contains('.') { format!("{answer}00") } else { format!("{answer}.0") });
         forms.push(format!("x = {answer}"));
         forms.push(format!(r"\frac{{{}}}{{2}}", number * 2.0));
         if number.fract() == 0.0 && number >= 1000.0 {
@@ -104,18 +95,13 @@ fn rewritings(answer: &str) -> Vec<String> {
         let sign = if &parts[1] == "-" { -1.0 } else { 1.0 };
         forms.push(format!("{:.10}", sign * value));
     }
-    let is_plain_list = answer.contains(',')
-        && !answer.contains(['(', '[', '{', '\\'])
-        && !THOUSANDS.is_match(answer);
+    let is_plain_list = answer.contains(',') && !answer.contains(['(', '[', '{', '\\']) && !THOUSANDS.is_match(answer);
     if is_plain_list {
         let mut items: Vec<&str> = answer.split(',').map(str::trim).collect();
         items.reverse();
         forms.push(items.join(", "));
     }
-    if let Some(words) = answer
-        .strip_prefix(r"\text{")
-        .and_then(|rest| rest.strip_suffix('}'))
-    {
+    if let Some(words) = answer.strip_prefix(r"\text{").and_then(|rest| rest.strip_suffix('}')) {
         forms.push(words.to_string());
         if words.chars().filter(|c| c.is_alphabetic()).count() > 1 {
             forms.push(words.to_lowercase());
@@ -131,12 +117,7 @@ fn rewritings(answer: &str) -> Vec<String> {
 /// Other spellings of a choice letter such as `\text{(C)}`.
 fn choice_rewritings(answer: &str) -> Vec<String> {
     let letter: String = answer.chars().filter(char::is_ascii_uppercase).collect();
-    vec![
-        letter.clone(),
-        format!("({letter})"),
-        format!(r"\textbf{{({letter})}}"),
-        format!("{letter}) because"),
-    ]
+    vec![letter.clone(), format!("({letter})"), format!(r"\textbf{{({letter})}}"), format!("{letter}) because")]
 }
 
 fn with_thousands_separators(digits: &str) -> String {
@@ -163,10 +144,7 @@ fn with_digit_changed(answer: &str, at: usize, digit: char) -> String {
 /// closing bracket flipped.
 fn different_answers(answer: &str) -> Vec<String> {
     let mut others = Vec::new();
-    let digits: Vec<(usize, char)> = answer
-        .char_indices()
-        .filter(|(_, c)| c.is_ascii_digit())
-        .collect();
+    let digits: Vec<(usize, char)> = answer.char_indices().filter(|(_, c)| c.is_ascii_digit()).collect();
     if let Some(&(at, digit)) = digits.first() {
         others.push(with_digit_changed(answer, at, digit));
     }
@@ -188,26 +166,18 @@ fn failures_for(answers: &[String]) -> Vec<String> {
     for answer in answers {
         for response in responses_boxing(answer) {
             if !grade(&response, answer, Fallback::default()).correct {
-                failures.push(format!(
-                    "{answer:?}: boxed in {response:?} does not grade correct"
-                ));
+                failures.push(format!("{answer:?}: boxed in {response:?} does not grade correct"));
             }
         }
         let is_choice = AnswerKind::of_reference(answer) == AnswerKind::MultipleChoice;
-        let forms = if is_choice {
-            choice_rewritings(answer)
-        } else {
-            rewritings(answer)
-        };
+        let forms = if is_choice { choice_rewritings(answer) } else { rewritings(answer) };
         for form in forms {
             if !is_choice && !answers_match(&form, answer) {
                 failures.push(format!("{answer:?}: equivalent {form:?} does not match"));
             }
             let response = format!(r"Thus $\boxed{{{form}}}$");
             if !grade(&response, answer, Fallback::default()).correct {
-                failures.push(format!(
-                    "{answer:?}: equivalent {form:?} boxed does not grade correct"
-                ));
+                failures.push(format!("{answer:?}: equivalent {form:?} boxed does not grade correct"));
             }
         }
         for other in different_answers(answer) {
@@ -239,11 +209,7 @@ fn check_benchmark(file: &str) {
     };
     let mut failures = failures_for(&answers);
     failures.extend(neighbour_failures(&answers));
-    println!(
-        "{file}: {} answers, {} failures",
-        answers.len(),
-        failures.len()
-    );
+    println!("{file}: {} answers, {} failures", answers.len(), failures.len());
     for failure in &failures {
         println!("  {failure}");
     }

@@ -3,11 +3,7 @@
 use proptest::prelude::*;
 use whence_grade::{answers_match, extract_answer, grade, normalize, AnswerKind, Fallback};
 
-const FALLBACKS: [Fallback; 3] = [
-    Fallback::None,
-    Fallback::AnswerIs,
-    Fallback::AnswerIsThenLastNumber,
-];
+const FALLBACKS: [Fallback; 3] = [Fallback::None, Fallback::AnswerIs, Fallback::AnswerIsThenLastNumber];
 
 /// Fragments that exercise the extraction and comparison paths.
 const FRAGMENTS: &[&str] = &[
@@ -128,21 +124,8 @@ fn huge_and_deep_inputs_do_not_panic() {
     let huge_number = format!(r"\boxed{{{}}}", "9".repeat(5_000));
     let unclosed = r"\boxed{".repeat(10_000);
     let nested_sets = format!(r"\boxed{{{}1{}}}", r"\{".repeat(200), r"\}".repeat(200));
-    let nested_fracs = format!(
-        r"\boxed{{{}1{}}}",
-        r"\frac{".repeat(500),
-        "}{2}".repeat(500)
-    );
-    for response in [
-        deep_braces,
-        deep_parens,
-        long_sum,
-        long_list,
-        huge_number,
-        unclosed,
-        nested_sets,
-        nested_fracs,
-    ] {
+    let nested_fracs = format!(r"\boxed{{{}1{}}}", r"\frac{".repeat(500), "}{2}".repeat(500));
+    for response in [deep_braces, deep_parens, long_sum, long_list, huge_number, unclosed, nested_sets, nested_fracs] {
         for reference in ["1", "(1,1)", "1,1", "B", ""] {
             exercise(&response, reference);
             exercise(reference, &response);
@@ -156,8 +139,5 @@ fn huge_numbers_compare_exactly() {
     let bigger = format!("{big}8");
     assert!(grade(&format!(r"\boxed{{{big}}}"), &big, Fallback::default()).correct);
     assert!(!grade(&format!(r"\boxed{{{bigger}}}"), &big, Fallback::default()).correct);
-    assert!(!answers_match(
-        "12345678901234567890",
-        "12345678901234567891"
-    ));
+    assert!(!answers_match("12345678901234567890", "12345678901234567891"));
 }

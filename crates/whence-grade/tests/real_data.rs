@@ -9,14 +9,8 @@ use std::fs;
 use serde_json::Value;
 use whence_grade::{grade, Fallback};
 
-const SKYTHOUGHT_AMC23: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/trajectories/skythought_amc23.jsonl"
-);
-const THOUGHT_ANCHORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/trajectories/thought_anchors.jsonl"
-);
+const SKYTHOUGHT_AMC23: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/trajectories/skythought_amc23.jsonl");
+const THOUGHT_ANCHORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/trajectories/thought_anchors.jsonl");
 
 /// How often our verdict agrees with the source's, and where it does not.
 struct Agreement {
@@ -31,12 +25,7 @@ impl Agreement {
     }
 
     fn report(&self, path: &str) {
-        println!(
-            "{path}: agreement {}/{} = {:.2}%",
-            self.agreeing,
-            self.lines,
-            100.0 * self.rate()
-        );
+        println!("{path}: agreement {}/{} = {:.2}%", self.agreeing, self.lines, 100.0 * self.rate());
         for disagreement in &self.disagreements {
             println!("  {disagreement}");
         }
@@ -53,37 +42,18 @@ fn agreement_with_source(path: &str) -> Option<Agreement> {
         println!("skipping: {path} not found");
         return None;
     };
-    let mut agreement = Agreement {
-        lines: 0,
-        agreeing: 0,
-        disagreements: Vec::new(),
-    };
-    for (index, line) in contents
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-    {
-        let record: Value = serde_json::from_str(line)
-            .unwrap_or_else(|error| panic!("{path}:{}: {error}", index + 1));
+    let mut agreement = Agreement { lines: 0, agreeing: 0, disagreements: Vec::new() };
+    for (index, line) in contents.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+        let record: Value = serde_json::from_str(line).unwrap_or_else(|error| panic!("{path}:{}: {error}", index + 1));
         let reference = text_field(&record, "reference_answer");
-        let source_verdict = record
-            .get("correct")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let graded = grade(
-            text_field(&record, "response"),
-            reference,
-            Fallback::AnswerIsThenLastNumber,
-        );
+        let source_verdict = record.get("correct").and_then(Value::as_bool).unwrap_or(false);
+        let graded = grade(text_field(&record, "response"), reference, Fallback::AnswerIsThenLastNumber);
         agreement.lines += 1;
         if graded.correct == source_verdict {
             agreement.agreeing += 1;
             continue;
         }
-        let extracted = graded.extracted.map_or_else(
-            || "nothing".to_string(),
-            |found| format!("{:?} ({})", found.text, found.method),
-        );
+        let extracted = graded.extracted.map_or_else(|| "nothing".to_string(), |found| format!("{:?} ({})", found.text, found.method));
         agreement.disagreements.push(format!(
             "line {} id={} model={}: reference {reference:?}, extracted {extracted}, source says {source_verdict}, we say {}",
             index + 1,
@@ -102,11 +72,7 @@ fn skythought_amc23_agrees_with_the_source_on_99_percent() {
     };
     agreement.report(SKYTHOUGHT_AMC23);
     assert_eq!(agreement.lines, 560, "expected 560 lines");
-    assert!(
-        agreement.rate() >= 0.99,
-        "agreement {:.4} is below 0.99",
-        agreement.rate()
-    );
+    assert!(agreement.rate() >= 0.99, "agreement {:.4} is below 0.99", agreement.rate());
 }
 
 #[test]
@@ -116,9 +82,5 @@ fn thought_anchors_agrees_with_the_source() {
     };
     agreement.report(THOUGHT_ANCHORS);
     assert_eq!(agreement.lines, 40, "expected 40 lines");
-    assert!(
-        agreement.rate() >= 0.99,
-        "agreement {:.4} is below 0.99",
-        agreement.rate()
-    );
+    assert!(agreement.rate() >= 0.99, "agreement {:.4} is below 0.99", agreement.rate());
 }

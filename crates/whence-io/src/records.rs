@@ -185,12 +185,11 @@ impl RecordSet {
                 for &i in &sorted {
                     mask[rows[i]] = true;
                 }
-                let filtered = arrow_select::filter::filter_record_batch(batch, &BooleanArray::from(mask))
-                    .map_err(std::io::Error::other)?;
+                let filtered =
+                    arrow_select::filter::filter_record_batch(batch, &BooleanArray::from(mask)).map_err(std::io::Error::other)?;
                 crate::atomic::write_atomic(path, |writer| {
                     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-                    let mut parquet = ArrowWriter::try_new(writer, filtered.schema(), Some(properties))
-                        .map_err(std::io::Error::other)?;
+                    let mut parquet = ArrowWriter::try_new(writer, filtered.schema(), Some(properties)).map_err(std::io::Error::other)?;
                     parquet.write(&filtered).map_err(std::io::Error::other)?;
                     parquet.close().map_err(std::io::Error::other)?;
                     Ok(())
@@ -256,10 +255,8 @@ impl<'a> Reader<'a> {
             }
             let location = SourceLocation { file: self.display.clone(), line: Some(number), row: None };
             let default_id = format!("{}:{}", self.file_name, number);
-            let parsed = serde_json::from_slice::<Value>(&line).map_err(|e| InputError::Record {
-                location: location.to_string(),
-                message: format!("line is not valid JSON: {e}"),
-            });
+            let parsed = serde_json::from_slice::<Value>(&line)
+                .map_err(|e| InputError::Record { location: location.to_string(), message: format!("line is not valid JSON: {e}") });
             let accepted = match parsed {
                 Ok(value) => self.accept(value, location, default_id)?,
                 Err(error) => self.reject(error, None)?,
@@ -274,8 +271,8 @@ impl<'a> Reader<'a> {
     fn read_parquet(&mut self) -> Result<OriginalRows, InputError> {
         let format_error = |message: String| InputError::Format { path: self.display.clone(), message };
         let file = File::open(self.path).map_err(|e| self.io_error(e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| format_error(format!("not a readable Parquet file: {e}")))?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format_error(format!("not a readable Parquet file: {e}")))?;
         let schema = builder.schema().clone();
         let batches: Vec<RecordBatch> = builder
             .build()
@@ -298,15 +295,13 @@ impl<'a> Reader<'a> {
 
     /// Adds the record, or skips it; returns whether it was added.
     fn accept(&mut self, value: Value, location: SourceLocation, default_id: String) -> Result<bool, InputError> {
-        let record = parse_record(value, &location, default_id, self.options).and_then(|record| {
-            match self.seen.get(&record.id) {
-                Some(first) => Err(InputError::Field {
-                    location: location.to_string(),
-                    field: self.options.fields.id.clone(),
-                    message: format!("duplicate id `{}`, first seen at {first}", record.id),
-                }),
-                None => Ok(record),
-            }
+        let record = parse_record(value, &location, default_id, self.options).and_then(|record| match self.seen.get(&record.id) {
+            Some(first) => Err(InputError::Field {
+                location: location.to_string(),
+                field: self.options.fields.id.clone(),
+                message: format!("duplicate id `{}`, first seen at {first}", record.id),
+            }),
+            None => Ok(record),
         });
         match record {
             Ok(record) => {
@@ -355,11 +350,8 @@ fn batch_to_json_objects(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>,
 
 fn parse_record(value: Value, location: &SourceLocation, default_id: String, options: &ReadOptions) -> Result<Record, InputError> {
     let fields = &options.fields;
-    let field_error = |field: &str, message: String| InputError::Field {
-        location: location.to_string(),
-        field: field.to_string(),
-        message,
-    };
+    let field_error =
+        |field: &str, message: String| InputError::Field { location: location.to_string(), field: field.to_string(), message };
     let Value::Object(object) = value else {
         return Err(InputError::Record {
             location: location.to_string(),
@@ -370,13 +362,13 @@ fn parse_record(value: Value, location: &SourceLocation, default_id: String, opt
 
     let id = match present(&fields.id) {
         None => default_id,
-        Some(value) => identifier(value).ok_or_else(|| field_error(&fields.id, format!("`{}` is not a string or an integer", truncate(&value.to_string()))))?,
+        Some(value) => identifier(value)
+            .ok_or_else(|| field_error(&fields.id, format!("`{}` is not a string or an integer", truncate(&value.to_string()))))?,
     };
 
     let (prompt, response_turn) = if let Some(value) = present(&fields.prompt) {
-        let text = value
-            .as_str()
-            .ok_or_else(|| field_error(&fields.prompt, format!("`{}` is not a string", truncate(&value.to_string()))))?;
+        let text =
+            value.as_str().ok_or_else(|| field_error(&fields.prompt, format!("`{}` is not a string", truncate(&value.to_string()))))?;
         (Prompt::Text(text.to_string()), None)
     } else if let Some(value) = present(&fields.messages) {
         let turns = chat_turns(value, &fields.messages, "role", "content", location)?;
@@ -468,11 +460,16 @@ fn normalise_role(role: &str) -> String {
     }
 }
 
-fn chat_turns(value: &Value, field: &str, role_key: &str, content_key: &str, location: &SourceLocation) -> Result<Vec<ChatMessage>, InputError> {
+fn chat_turns(
+    value: &Value,
+    field: &str,
+    role_key: &str,
+    content_key: &str,
+    location: &SourceLocation,
+) -> Result<Vec<ChatMessage>, InputError> {
     let error = |path: String, message: String| InputError::Field { location: location.to_string(), field: path, message };
-    let items = value
-        .as_array()
-        .ok_or_else(|| error(field.to_string(), format!("`{}` is not a list of turns", truncate(&value.to_string()))))?;
+    let items =
+        value.as_array().ok_or_else(|| error(field.to_string(), format!("`{}` is not a list of turns", truncate(&value.to_string()))))?;
     if items.is_empty() {
         return Err(error(field.to_string(), "is an empty list of turns".into()));
     }
@@ -485,10 +482,15 @@ fn chat_turns(value: &Value, field: &str, role_key: &str, content_key: &str, loc
         let content = match item.get(content_key) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(parts)) => text_parts(parts).ok_or_else(|| {
-                error(format!("{field}[{i}].{content_key}"), "is a list whose parts are not all text (`{\"type\": \"text\", \"text\": …}`)".into())
+                error(
+                    format!("{field}[{i}].{content_key}"),
+                    "is a list whose parts are not all text (`{\"type\": \"text\", \"text\": …}`)".into(),
+                )
             })?,
             Some(Value::Null) | None => String::new(),
-            Some(other) => return Err(error(format!("{field}[{i}].{content_key}"), format!("`{}` is not a string", truncate(&other.to_string())))),
+            Some(other) => {
+                return Err(error(format!("{field}[{i}].{content_key}"), format!("`{}` is not a string", truncate(&other.to_string()))))
+            }
         };
         turns.push(ChatMessage { role: normalise_role(role), content });
     }
@@ -515,7 +517,6 @@ fn split_response_turn(mut turns: Vec<ChatMessage>) -> (Prompt, Option<String>) 
         (Prompt::Chat(turns), None)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -581,7 +582,8 @@ mod tests {
             skip_invalid: true,
             prompt_optional: false,
         };
-        let text = "{\"question\": \"Q\", \"response\": \"R\", \"reference_answer\": \"5\"}\n{\"question\": 1, \"response\": \"R\"}\nnot json\n";
+        let text =
+            "{\"question\": \"Q\", \"response\": \"R\", \"reference_answer\": \"5\"}\n{\"question\": 1, \"response\": \"R\"}\nnot json\n";
         let set = read_jsonl_text("renamed", text, &options).unwrap();
         assert_eq!(set.records.len(), 1);
         assert_eq!(set.records[0].answer.as_deref(), Some("5"));

@@ -173,10 +173,8 @@ mod tests {
         sample().write_parquet(&mut first).unwrap();
         sample().write_parquet(&mut second).unwrap();
         assert_eq!(first, second);
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(first))
-            .unwrap()
-            .build()
-            .unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(first)).unwrap().build().unwrap();
         let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
         assert_eq!(batches[0].num_rows(), 2);
         assert_eq!(batches[0].schema().field(2).name(), "p");

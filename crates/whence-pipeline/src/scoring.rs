@@ -102,11 +102,8 @@ impl Corpus {
             return Ok(());
         }
         let total = self.records.len() + self.skipped_on_read;
-        let reason = if total == 0 {
-            "the input holds no record".to_string()
-        } else {
-            format!("all {total} records were skipped as invalid")
-        };
+        let reason =
+            if total == 0 { "the input holds no record".to_string() } else { format!("all {total} records were skipped as invalid") };
         Err(PipelineError::NoRecords { reason })
     }
 }

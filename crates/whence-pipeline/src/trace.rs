@@ -132,10 +132,8 @@ pub fn run_trace(
     let mut traced: Vec<Traced> = kept
         .iter()
         .map(|&i| {
-            let probabilities = action_probabilities(
-                corpus.actions[i].len(),
-                [teacher[i].as_ref(), student[i].as_ref(), distilled[i].as_ref()],
-            );
+            let probabilities =
+                action_probabilities(corpus.actions[i].len(), [teacher[i].as_ref(), student[i].as_ref(), distilled[i].as_ref()]);
             Traced { record: i, probabilities, labels: Vec::new() }
         })
         .collect();
@@ -150,11 +148,8 @@ pub fn run_trace(
         }
     };
     for trajectory in &mut traced {
-        trajectory.labels = trajectory
-            .probabilities
-            .iter()
-            .map(|p| p.map_or(Label::Unscored, |p| p.classify(settings.alpha, beta)))
-            .collect();
+        trajectory.labels =
+            trajectory.probabilities.iter().map(|p| p.map_or(Label::Unscored, |p| p.classify(settings.alpha, beta))).collect();
     }
 
     let profile = {

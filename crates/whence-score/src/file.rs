@@ -97,9 +97,8 @@ impl FileScorer {
                 .map_err(|e| ScoreError::InvalidSource(format!("{location}: line {}", json_problem(content, &e))))?;
             let id = match parsed.id.as_ref() {
                 None => return Err(ScoreError::InvalidSource(format!("{location}: field `id` is missing"))),
-                Some(value) => id_text(value).ok_or_else(|| {
-                    ScoreError::InvalidSource(format!("{location}: field `id`: `{value}` is not a string or an integer"))
-                })?,
+                Some(value) => id_text(value)
+                    .ok_or_else(|| ScoreError::InvalidSource(format!("{location}: field `id`: `{value}` is not a string or an integer")))?,
             };
             let entry = LineEntry { offset: start, length: read, line: number };
             if let Some(previous) = index.insert(id.clone(), entry) {
@@ -277,11 +276,23 @@ mod tests {
     #[test]
     fn bad_lines_name_file_line_and_field() {
         let cases: &[(&str, &str, &str)] = &[
-            ("{\"id\": \"a\", \"offsets\": [[0, 9]], \"logprobs\": [-1]}", "abc", "lp.jsonl:1: field `offsets[0]`: span [0, 9) ends past the response"),
+            (
+                "{\"id\": \"a\", \"offsets\": [[0, 9]], \"logprobs\": [-1]}",
+                "abc",
+                "lp.jsonl:1: field `offsets[0]`: span [0, 9) ends past the response",
+            ),
             ("{\"id\": \"a\", \"offsets\": [[0, 1]], \"logprobs\": [-1]}", "é", "field `offsets[0]`: span [0, 1) does not fall on UTF-8"),
-            ("{\"id\": \"a\", \"offsets\": [[0, 1]], \"logprobs\": [0.5]}", "abc", "field `logprobs[0]`: log-probability `0.5` is not a finite number ≤ 0"),
+            (
+                "{\"id\": \"a\", \"offsets\": [[0, 1]], \"logprobs\": [0.5]}",
+                "abc",
+                "field `logprobs[0]`: log-probability `0.5` is not a finite number ≤ 0",
+            ),
             ("{\"id\": \"a\", \"offsets\": [[0, 1]], \"logprobs\": [null]}", "abc", "field `logprobs[0]`: `null` is not a number"),
-            ("{\"id\": \"a\", \"offsets\": [[0, 1], [1, 2]], \"logprobs\": [-1]}", "abc", "field `logprobs`: 1 log-probabilities for 2 offsets"),
+            (
+                "{\"id\": \"a\", \"offsets\": [[0, 1], [1, 2]], \"logprobs\": [-1]}",
+                "abc",
+                "field `logprobs`: 1 log-probabilities for 2 offsets",
+            ),
             ("{\"id\": \"a\", \"offsets\": [[-1, 1]], \"logprobs\": [-1]}", "abc", "field `offsets[0]`: `[-1,1]` is not a pair"),
             ("{\"id\": \"a\", \"offsets\": [[2, 1]], \"logprobs\": [-1]}", "abc", "field `offsets[0]`: start 2 is after end 1"),
             ("{\"id\": \"a\", \"logprobs\": [-1]}", "abc", "field `offsets`: is missing"),
@@ -298,7 +309,8 @@ mod tests {
 
     #[test]
     fn file_level_problems_are_fatal() {
-        let (_dir, scorer) = scorer_for("{\"id\": \"a\", \"offsets\": [], \"logprobs\": []}\n{\"id\": \"a\", \"offsets\": [], \"logprobs\": []}\n");
+        let (_dir, scorer) =
+            scorer_for("{\"id\": \"a\", \"offsets\": [], \"logprobs\": []}\n{\"id\": \"a\", \"offsets\": [], \"logprobs\": []}\n");
         assert!(scorer.unwrap_err().to_string().contains("lp.jsonl:2: field `id`: duplicate id `a`, first seen at line 1"));
         let (_dir, scorer) = scorer_for("{\"offsets\": []}\n");
         assert!(scorer.unwrap_err().to_string().contains("lp.jsonl:1: field `id` is missing"));

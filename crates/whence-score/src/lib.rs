@@ -153,15 +153,15 @@ pub fn validate(scores: &TokenLogprobs, response: &str, location: &str) -> Resul
             ));
         }
         if !response.is_char_boundary(span.start) || !response.is_char_boundary(span.end) {
-            return Err(invalid(format!("offsets[{i}]"), format!("span {span} does not fall on UTF-8 character boundaries of the response")));
+            return Err(invalid(
+                format!("offsets[{i}]"),
+                format!("span {span} does not fall on UTF-8 character boundaries of the response"),
+            ));
         }
     }
     for (i, &logprob) in scores.logprobs.iter().enumerate() {
         if !logprob.is_finite() || logprob > 0.0 {
-            return Err(invalid(
-                format!("logprobs[{i}]"),
-                format!("log-probability `{logprob}` is not a finite number ≤ 0"),
-            ));
+            return Err(invalid(format!("logprobs[{i}]"), format!("log-probability `{logprob}` is not a finite number ≤ 0")));
         }
     }
     Ok(())

@@ -15,12 +15,8 @@ pub(crate) enum Clock {
 }
 
 impl Clock {
-    pub fn fixed(
-        (year, month, day, hour, minute, second): (i32, u32, u32, u32, u32, u32),
-    ) -> Option<Clock> {
-        NaiveDate::from_ymd_opt(year, month, day)
-            .and_then(|d| d.and_hms_opt(hour, minute, second))
-            .map(Clock::Fixed)
+    pub fn fixed((year, month, day, hour, minute, second): (i32, u32, u32, u32, u32, u32)) -> Option<Clock> {
+        NaiveDate::from_ymd_opt(year, month, day).and_then(|d| d.and_hms_opt(hour, minute, second)).map(Clock::Fixed)
     }
 
     fn now(&self) -> NaiveDateTime {

@@ -19,10 +19,7 @@ fn truncate(state: &mut State, args: Rest<ValueOrKwargs>) -> Result<Value, Error
     let args = args.into_values();
     let (positional, kwargs): (&[Value], Kwargs) = from_args(&args)?;
     let Some((value, rest)) = positional.split_first() else {
-        return Err(Error::new(
-            ErrorKind::MissingArgument,
-            "truncate needs a value",
-        ));
+        return Err(Error::new(ErrorKind::MissingArgument, "truncate needs a value"));
     };
     if rest.len() > NAMES.len() {
         return Err(Error::from(ErrorKind::TooManyArguments));
@@ -30,10 +27,7 @@ fn truncate(state: &mut State, args: Rest<ValueOrKwargs>) -> Result<Value, Error
     let mut merged: Vec<(&str, Value)> = Vec::new();
     for (name, arg) in NAMES.iter().zip(rest) {
         if kwargs.has(name) {
-            return Err(Error::new(
-                ErrorKind::TooManyArguments,
-                format!("truncate got multiple values for argument '{name}'"),
-            ));
+            return Err(Error::new(ErrorKind::TooManyArguments, format!("truncate got multiple values for argument '{name}'")));
         }
         merged.push((name, arg.clone()));
     }

@@ -31,23 +31,12 @@ impl Default for DumpOptions {
 
 impl DumpOptions {
     /// Python's defaults: separators `(", ", ": ")` without indent, `(",", ": ")` with one.
-    pub fn new(
-        ensure_ascii: bool,
-        indent: Option<String>,
-        separators: Option<(String, String)>,
-        sort_keys: bool,
-    ) -> Self {
+    pub fn new(ensure_ascii: bool, indent: Option<String>, separators: Option<(String, String)>, sort_keys: bool) -> Self {
         let (item_separator, key_separator) = separators.unwrap_or_else(|| {
             let item = if indent.is_some() { "," } else { ", " };
             (item.to_string(), ": ".to_string())
         });
-        DumpOptions {
-            ensure_ascii,
-            indent,
-            item_separator,
-            key_separator,
-            sort_keys,
-        }
+        DumpOptions { ensure_ascii, indent, item_separator, key_separator, sort_keys }
     }
 }
 
@@ -58,19 +47,12 @@ pub(crate) fn tojson_filter(args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     let args = args.into_values();
     let (positional, kwargs): (&[Value], Kwargs) = from_args(&args)?;
     let Some((value, rest)) = positional.split_first() else {
-        return Err(Error::new(
-            ErrorKind::MissingArgument,
-            "tojson needs a value",
-        ));
+        return Err(Error::new(ErrorKind::MissingArgument, "tojson needs a value"));
     };
     if rest.len() > NAMES.len() {
         return Err(Error::new(
             ErrorKind::TooManyArguments,
-            format!(
-                "tojson takes at most {} arguments after the value, got {}",
-                NAMES.len(),
-                rest.len()
-            ),
+            format!("tojson takes at most {} arguments after the value, got {}", NAMES.len(), rest.len()),
         ));
     }
     let mut params: [Option<Value>; 4] = Default::default();
@@ -80,10 +62,7 @@ pub(crate) fn tojson_filter(args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     for (slot, name) in params.iter_mut().zip(NAMES) {
         if kwargs.has(name) {
             if slot.is_some() {
-                return Err(Error::new(
-                    ErrorKind::TooManyArguments,
-                    format!("tojson got multiple values for argument '{name}'"),
-                ));
+                return Err(Error::new(ErrorKind::TooManyArguments, format!("tojson got multiple values for argument '{name}'")));
             }
             *slot = Some(kwargs.get::<Value>(name)?);
         }
@@ -91,22 +70,11 @@ pub(crate) fn tojson_filter(args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     kwargs.assert_all_used()?;
     let [ensure_ascii, indent, separators, sort_keys] = params;
 
-    let is_set = |v: &Option<Value>| {
-        v.as_ref()
-            .is_some_and(|v| !v.is_none() && !v.is_undefined())
-    };
+    let is_set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_none() && !v.is_undefined());
     let ensure_ascii = ensure_ascii.is_some_and(|v| v.is_true());
     let sort_keys = sort_keys.is_some_and(|v| v.is_true());
-    let indent = if is_set(&indent) {
-        Some(indent_string(indent.as_ref().unwrap())?)
-    } else {
-        None
-    };
-    let separators = if is_set(&separators) {
-        Some(separator_pair(separators.as_ref().unwrap())?)
-    } else {
-        None
-    };
+    let indent = if is_set(&indent) { Some(indent_string(indent.as_ref().unwrap())?) } else { None };
+    let separators = if is_set(&separators) { Some(separator_pair(separators.as_ref().unwrap())?) } else { None };
     let opts = DumpOptions::new(ensure_ascii, indent, separators, sort_keys);
     Ok(Value::from(dumps(value, &opts)?))
 }
@@ -115,30 +83,18 @@ pub(crate) fn tojson_filter(args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
 fn indent_string(v: &Value) -> Result<String, Error> {
     match v.kind() {
         ValueKind::String => Ok(v.as_str().unwrap_or_default().to_string()),
-        ValueKind::Bool => Ok(if v.is_true() {
-            " ".into()
-        } else {
-            String::new()
-        }),
+        ValueKind::Bool => Ok(if v.is_true() { " ".into() } else { String::new() }),
         ValueKind::Number if v.is_integer() => {
             let n = i64::try_from(v.clone()).unwrap_or(0);
             Ok(" ".repeat(n.clamp(0, 1 << 16) as usize))
         }
-        _ => Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!("tojson: indent must be an integer or a string, not {v:?}"),
-        )),
+        _ => Err(Error::new(ErrorKind::InvalidOperation, format!("tojson: indent must be an integer or a string, not {v:?}"))),
     }
 }
 
 /// Python: `item_separator, key_separator = separators`.
 fn separator_pair(v: &Value) -> Result<(String, String), Error> {
-    let bad = || {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!("tojson: separators must be a pair of strings, not {v:?}"),
-        )
-    };
+    let bad = || Error::new(ErrorKind::InvalidOperation, format!("tojson: separators must be a pair of strings, not {v:?}"));
     if !matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable) {
         return Err(bad());
     }
@@ -165,30 +121,18 @@ fn not_serializable(value: &Value) -> Error {
         ValueKind::Bytes => "bytes".to_string(),
         other => other.to_string(),
     };
-    Error::new(
-        ErrorKind::InvalidOperation,
-        format!("tojson: object of type {kind} is not JSON serializable"),
-    )
+    Error::new(ErrorKind::InvalidOperation, format!("tojson: object of type {kind} is not JSON serializable"))
 }
 
-fn write_value(
-    out: &mut String,
-    value: &Value,
-    opts: &DumpOptions,
-    level: usize,
-) -> Result<(), Error> {
+fn write_value(out: &mut String, value: &Value, opts: &DumpOptions, level: usize) -> Result<(), Error> {
     match value.kind() {
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
         ValueKind::Number => write_number(out, value),
-        ValueKind::String => {
-            write_string(out, value.as_str().unwrap_or_default(), opts.ensure_ascii)
-        }
+        ValueKind::String => write_string(out, value.as_str().unwrap_or_default(), opts.ensure_ascii),
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = value.try_iter()?.collect();
-            write_container(out, opts, level, '[', ']', &items, |out, item, level| {
-                write_value(out, item, opts, level)
-            })?;
+            write_container(out, opts, level, '[', ']', &items, |out, item, level| write_value(out, item, opts, level))?;
         }
         ValueKind::Map => {
             let mut entries = Vec::new();
@@ -199,20 +143,12 @@ fn write_value(
             if opts.sort_keys {
                 entries.sort_by(|a, b| a.0.cmp(&b.0));
             }
-            write_container(
-                out,
-                opts,
-                level,
-                '{',
-                '}',
-                &entries,
-                |out, (key, item), level| {
-                    let key = key_string(key)?;
-                    write_string(out, &key, opts.ensure_ascii);
-                    out.push_str(&opts.key_separator);
-                    write_value(out, item, opts, level)
-                },
-            )?;
+            write_container(out, opts, level, '{', '}', &entries, |out, (key, item), level| {
+                let key = key_string(key)?;
+                write_string(out, &key, opts.ensure_ascii);
+                out.push_str(&opts.key_separator);
+                write_value(out, item, opts, level)
+            })?;
         }
         _ => return Err(not_serializable(value)),
     }
@@ -235,10 +171,7 @@ fn write_container<T>(
         return Ok(());
     }
     let inner = level + 1;
-    let newline_indent = opts
-        .indent
-        .as_ref()
-        .map(|ind| format!("\n{}", ind.repeat(inner)));
+    let newline_indent = opts.indent.as_ref().map(|ind| format!("\n{}", ind.repeat(inner)));
     if let Some(nl) = &newline_indent {
         out.push_str(nl);
     }
@@ -270,10 +203,7 @@ fn key_string(key: &Value) -> Result<String, Error> {
             write_number(&mut s, key);
             Ok(s)
         }
-        other => Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!("tojson: keys must be str, int, float, bool or None, not {other}"),
-        )),
+        other => Err(Error::new(ErrorKind::InvalidOperation, format!("tojson: keys must be str, int, float, bool or None, not {other}"))),
     }
 }
 
@@ -307,9 +237,7 @@ pub(crate) fn py_float_repr(f: f64) -> String {
     }
     // Rust's `{:e}` gives the shortest digits that round-trip, like Python's repr.
     let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci
-        .split_once('e')
-        .expect("LowerExp always writes an exponent");
+    let (mantissa, exp) = sci.split_once('e').expect("LowerExp always writes an exponent");
     let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let n = digits.len() as i32;
@@ -324,11 +252,7 @@ pub(crate) fn py_float_repr(f: f64) -> String {
             format!("{a}.{b}")
         }
     } else {
-        let m = if n == 1 {
-            digits.clone()
-        } else {
-            format!("{}.{}", &digits[..1], &digits[1..])
-        };
+        let m = if n == 1 { digits.clone() } else { format!("{}.{}", &digits[..1], &digits[1..]) };
         format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     };
     format!("{sign}{body}")

@@ -143,11 +143,7 @@ pub struct Message {
 impl Message {
     /// A message with no extra fields.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Message {
-            role: role.into(),
-            content: content.into(),
-            extra: serde_json::Map::new(),
-        }
+        Message { role: role.into(), content: content.into(), extra: serde_json::Map::new() }
     }
 
     /// Adds (or replaces) an extra field.
@@ -157,10 +153,8 @@ impl Message {
     }
 
     fn to_value(&self) -> Value {
-        let mut fields: Vec<(String, Value)> = vec![
-            ("role".into(), Value::from(self.role.as_str())),
-            ("content".into(), Value::from(self.content.as_str())),
-        ];
+        let mut fields: Vec<(String, Value)> =
+            vec![("role".into(), Value::from(self.role.as_str())), ("content".into(), Value::from(self.content.as_str()))];
         for (key, value) in &self.extra {
             let value = json_to_value(value);
             match fields.iter_mut().find(|(k, _)| k == key) {
@@ -177,27 +171,15 @@ impl Message {
 pub enum TemplateError {
     /// A checkpoint directory has no chat template.
     #[error("no chat template in {dir:?}: looked at {}", quoted_paths(looked_at))]
-    Missing {
-        dir: PathBuf,
-        looked_at: Vec<PathBuf>,
-    },
+    Missing { dir: PathBuf, looked_at: Vec<PathBuf> },
     /// The template does not compile.
     #[error("syntax error in chat template {origin:?}{}: {message}", at_line(*line))]
-    Syntax {
-        origin: String,
-        line: Option<usize>,
-        message: String,
-    },
+    Syntax { origin: String, line: Option<usize>, message: String },
     /// Rendering failed. With `raised`, the template called `raise_exception` and
     /// `message` is exactly its argument.
     #[error("{} chat template {origin:?}{}: {message}",
             if *raised { "exception raised by" } else { "cannot render" }, at_line(*line))]
-    Render {
-        origin: String,
-        line: Option<usize>,
-        message: String,
-        raised: bool,
-    },
+    Render { origin: String, line: Option<usize>, message: String, raised: bool },
     /// A file of the checkpoint could not be read.
     #[error("cannot read {path:?}: {source}")]
     Io {
@@ -215,11 +197,7 @@ impl TemplateError {
     /// The message given to `raise_exception`, if that is what failed the render.
     pub fn raised_message(&self) -> Option<&str> {
         match self {
-            TemplateError::Render {
-                message,
-                raised: true,
-                ..
-            } => Some(message),
+            TemplateError::Render { message, raised: true, .. } => Some(message),
             _ => None,
         }
     }
@@ -230,11 +208,7 @@ fn at_line(line: Option<usize>) -> String {
 }
 
 fn quoted_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| format!("{p:?}"))
-        .collect::<Vec<_>>()
-        .join(" and ")
+    paths.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(" and ")
 }
 
 /// The marker attached to errors made by `raise_exception`.
@@ -251,10 +225,7 @@ impl std::error::Error for RaisedException {}
 
 fn raise_exception(message: Value) -> Result<Value, minijinja::Error> {
     let message = message.to_string();
-    Err(
-        minijinja::Error::new(ErrorKind::InvalidOperation, message.clone())
-            .with_source(RaisedException(message)),
-    )
+    Err(minijinja::Error::new(ErrorKind::InvalidOperation, message.clone()).with_source(RaisedException(message)))
 }
 
 /// A chat template with the special tokens it is rendered with.
@@ -294,20 +265,10 @@ impl ChatTemplate {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             });
         }
-        let config = if config_path.is_file() {
-            Some(read_config(&config_path)?)
-        } else {
-            None
-        };
-        let bad = |message: String| TemplateError::Config {
-            path: config_path.clone(),
-            message,
-        };
+        let config = if config_path.is_file() { Some(read_config(&config_path)?) } else { None };
+        let bad = |message: String| TemplateError::Config { path: config_path.clone(), message };
         let (bos_token, eos_token) = match &config {
-            Some(c) => (
-                special_token(c, "bos_token").map_err(bad)?,
-                special_token(c, "eos_token").map_err(bad)?,
-            ),
+            Some(c) => (special_token(c, "bos_token").map_err(bad)?, special_token(c, "eos_token").map_err(bad)?),
             None => (None, None),
         };
         if jinja_path.is_file() {
@@ -324,34 +285,19 @@ impl ChatTemplate {
                 let origin = config_path.display().to_string();
                 Self::from_source(&source, &origin, bos_token, eos_token)
             }
-            None => Err(TemplateError::Missing {
-                dir: dir.to_path_buf(),
-                looked_at: vec![jinja_path, config_path],
-            }),
+            None => Err(TemplateError::Missing { dir: dir.to_path_buf(), looked_at: vec![jinja_path, config_path] }),
         }
     }
 
     /// From template source text (e.g. `--template FILE`), with the special tokens
     /// given. Syntax errors name `origin` and the line.
-    pub fn from_source(
-        source: &str,
-        origin: &str,
-        bos_token: Option<String>,
-        eos_token: Option<String>,
-    ) -> Result<Self, TemplateError> {
+    pub fn from_source(source: &str, origin: &str, bos_token: Option<String>, eos_token: Option<String>) -> Result<Self, TemplateError> {
         let prepared = source::prepare(source).into_owned();
-        let syntax_error = |e: minijinja::Error| TemplateError::Syntax {
-            origin: origin.to_string(),
-            line: e.line(),
-            message: describe(&e),
-        };
+        let syntax_error =
+            |e: minijinja::Error| TemplateError::Syntax { origin: origin.to_string(), line: e.line(), message: describe(&e) };
         let mut env = Environment::new();
-        let syntax = SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(false)
-            .build()
-            .map_err(syntax_error)?;
+        let syntax =
+            SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).keep_trailing_newline(false).build().map_err(syntax_error)?;
         env.set_syntax(syntax);
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
         env.set_auto_escape_callback(|_| AutoEscape::None);
@@ -361,15 +307,8 @@ impl ChatTemplate {
         env.add_filter("tojson", json::tojson_filter);
         env.add_function("raise_exception", raise_exception);
         set_clock(&mut env, Clock::Local);
-        env.add_template_owned(origin.to_string(), prepared)
-            .map_err(syntax_error)?;
-        Ok(ChatTemplate {
-            origin: origin.to_string(),
-            source: source.to_string(),
-            bos_token,
-            eos_token,
-            env,
-        })
+        env.add_template_owned(origin.to_string(), prepared).map_err(syntax_error)?;
+        Ok(ChatTemplate { origin: origin.to_string(), source: source.to_string(), bos_token, eos_token, env })
     }
 
     /// Renders `messages` with `add_generation_prompt`, plus `extra` variables
@@ -401,18 +340,8 @@ impl ChatTemplate {
             }
             ctx.insert(key.clone(), json_to_value(value));
         }
-        ctx.insert(
-            "messages".into(),
-            messages
-                .iter()
-                .map(Message::to_value)
-                .collect::<Vec<_>>()
-                .into(),
-        );
-        ctx.insert(
-            "add_generation_prompt".into(),
-            Value::from(add_generation_prompt),
-        );
+        ctx.insert("messages".into(), messages.iter().map(Message::to_value).collect::<Vec<_>>().into());
+        ctx.insert("add_generation_prompt".into(), Value::from(add_generation_prompt));
         let render_error = |e: minijinja::Error| {
             let raised = raised_message(&e);
             TemplateError::Render {
@@ -423,9 +352,7 @@ impl ChatTemplate {
             }
         };
         let template = self.env.get_template(&self.origin).map_err(render_error)?;
-        template
-            .render(Value::from_pairs(ctx))
-            .map_err(render_error)
+        template.render(Value::from_pairs(ctx)).map_err(render_error)
     }
 
     /// Fixes the clock used by `strftime_now` (tests) to `(year, month, day, hour,
@@ -436,8 +363,7 @@ impl ChatTemplate {
     ///
     /// If that is not a valid date and time.
     pub fn with_fixed_time(mut self, time: (i32, u32, u32, u32, u32, u32)) -> Self {
-        let clock = Clock::fixed(time)
-            .unwrap_or_else(|| panic!("with_fixed_time: {time:?} is not a valid date and time"));
+        let clock = Clock::fixed(time).unwrap_or_else(|| panic!("with_fixed_time: {time:?} is not a valid date and time"));
         set_clock(&mut self.env, clock);
         self
     }
@@ -468,11 +394,7 @@ impl ChatTemplate {
 /// Output like jinja2's `str()`: minijinja's formatting (Python-like already for
 /// `None`, `True`, lists, dicts), except floats, which are written as Python's
 /// `repr` (`1e+20`, not `100000000000000000000.0`).
-fn python_formatter(
-    out: &mut minijinja::Output,
-    state: &mut minijinja::State,
-    value: &Value,
-) -> Result<(), minijinja::Error> {
+fn python_formatter(out: &mut minijinja::Output, state: &mut minijinja::State, value: &Value) -> Result<(), minijinja::Error> {
     if value.is_number() && !value.is_integer() {
         if let Ok(f) = f64::try_from(value.clone()) {
             out.write_str(&json::py_float_repr(f))?;
@@ -483,9 +405,7 @@ fn python_formatter(
 }
 
 fn set_clock(env: &mut Environment<'static>, clock: Clock) {
-    env.add_function("strftime_now", move |format: &str| {
-        clock.strftime_now(format)
-    });
+    env.add_function("strftime_now", move |format: &str| clock.strftime_now(format));
 }
 
 /// A minijinja error as one line: its kind and detail.
@@ -542,32 +462,23 @@ fn json_to_value(v: &serde_json::Value) -> Value {
         }
         J::String(s) => Value::from(s.as_str()),
         J::Array(items) => items.iter().map(json_to_value).collect::<Vec<_>>().into(),
-        J::Object(map) => {
-            Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), json_to_value(v))))
-        }
+        J::Object(map) => Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), json_to_value(v)))),
     }
 }
 
 fn read_text(path: &Path) -> Result<String, TemplateError> {
-    std::fs::read_to_string(path).map_err(|source| TemplateError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| TemplateError::Io { path: path.to_path_buf(), source })
 }
 
 fn read_config(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, TemplateError> {
     let text = read_text(path)?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| TemplateError::Config {
-            path: path.to_path_buf(),
-            message: format!("not valid JSON: {e}"),
-        })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| TemplateError::Config { path: path.to_path_buf(), message: format!("not valid JSON: {e}") })?;
     match value {
         serde_json::Value::Object(map) => Ok(map),
-        other => Err(TemplateError::Config {
-            path: path.to_path_buf(),
-            message: format!("expected a JSON object, found {}", json_kind(&other)),
-        }),
+        other => {
+            Err(TemplateError::Config { path: path.to_path_buf(), message: format!("expected a JSON object, found {}", json_kind(&other)) })
+        }
     }
 }
 
@@ -584,10 +495,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 
 /// A special token of tokenizer_config.json: a string, an AddedToken object
 /// (`{"content": …, "__type": "AddedToken", …}`), or null/absent.
-fn special_token(
-    config: &serde_json::Map<String, serde_json::Value>,
-    key: &str,
-) -> Result<Option<String>, String> {
+fn special_token(config: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<Option<String>, String> {
     match config.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
@@ -595,18 +503,13 @@ fn special_token(
             Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
             _ => Err(format!("{key:?} is an object without a string \"content\"")),
         },
-        Some(other) => Err(format!(
-            "{key:?} must be a string or an AddedToken object, found {}",
-            json_kind(other)
-        )),
+        Some(other) => Err(format!("{key:?} must be a string or an AddedToken object, found {}", json_kind(other))),
     }
 }
 
 /// `chat_template` of tokenizer_config.json: a string, or a list of `{name,
 /// template}` of which transformers uses the one named `"default"`.
-fn config_template(
-    config: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Option<String>, String> {
+fn config_template(config: &serde_json::Map<String, serde_json::Value>) -> Result<Option<String>, String> {
     match config.get("chat_template") {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
@@ -618,27 +521,15 @@ fn config_template(
                 match (name, template) {
                     (Some("default"), Some(t)) => return Ok(Some(t.to_string())),
                     (Some(n), Some(_)) => names.push(format!("{n:?}")),
-                    _ => {
-                        return Err(
-                            "\"chat_template\" list entries must be {\"name\": …, \"template\": …} strings"
-                                .to_string(),
-                        )
-                    }
+                    _ => return Err("\"chat_template\" list entries must be {\"name\": …, \"template\": …} strings".to_string()),
                 }
             }
             Err(format!(
                 "\"chat_template\" has no template named \"default\" (has {})",
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
             ))
         }
-        Some(other) => Err(format!(
-            "\"chat_template\" must be a string or a list of named templates, found {}",
-            json_kind(other)
-        )),
+        Some(other) => Err(format!("\"chat_template\" must be a string or a list of named templates, found {}", json_kind(other))),
     }
 }
 

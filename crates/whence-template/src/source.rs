@@ -59,11 +59,7 @@ pub(crate) fn rewrite_tags(src: &str) -> Cow<'_, str> {
                     match &src[start..stop] {
                         word @ ("generation" | "endgeneration") => {
                             out.push_str(&src[copied..start]);
-                            out.push_str(if word == "generation" {
-                                "if true"
-                            } else {
-                                "endif"
-                            });
+                            out.push_str(if word == "generation" { "if true" } else { "endif" });
                             copied = stop;
                             i = end + 2;
                             continue;
@@ -90,13 +86,7 @@ pub(crate) fn rewrite_tags(src: &str) -> Cow<'_, str> {
 
 /// Rewrites the escapes of the string literals in `src[from..end]`; `copied` is
 /// how far `src` has been copied to `out`. Returns the new `copied`.
-fn fix_string_escapes(
-    src: &str,
-    from: usize,
-    end: usize,
-    mut copied: usize,
-    out: &mut String,
-) -> usize {
+fn fix_string_escapes(src: &str, from: usize, end: usize, mut copied: usize, out: &mut String) -> usize {
     let bytes = src.as_bytes();
     let mut j = from;
     while j < end {
@@ -202,12 +192,8 @@ mod tests {
 
     #[test]
     fn generation_tags_become_if_true() {
-        let src =
-            "{%- for m in messages %}{% generation %}{{ m }}{%- endgeneration -%}\n{% endfor %}";
-        assert_eq!(
-            rewrite_tags(src),
-            "{%- for m in messages %}{% if true %}{{ m }}{%- endif -%}\n{% endfor %}"
-        );
+        let src = "{%- for m in messages %}{% generation %}{{ m }}{%- endgeneration -%}\n{% endfor %}";
+        assert_eq!(rewrite_tags(src), "{%- for m in messages %}{% if true %}{{ m }}{%- endif -%}\n{% endfor %}");
     }
 
     #[test]

@@ -6,21 +6,16 @@
 use serde_json::Value;
 use whence_template::{ChatTemplate, Message};
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/reference/fixtures"
-);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/reference/fixtures");
 
 #[test]
 fn fixture_chat_prompts_render_like_transformers() {
     let mut checked = 0;
     for name in ["tiny-llama3", "tiny-mistral", "tiny-qwen2", "tiny-qwen3"] {
         let dir = format!("{FIXTURES}/{name}");
-        let template =
-            ChatTemplate::from_dir(dir.as_ref()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let template = ChatTemplate::from_dir(dir.as_ref()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let path = format!("{FIXTURES}/expected/{name}.json");
-        let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         // The special tokens recorded by the generator agree with tokenizer_config.json.
         let tok = &expected["tokenizer"];
         assert_eq!(template.bos_token(), tok["bos_token"].as_str(), "{name}");
@@ -30,15 +25,8 @@ fn fixture_chat_prompts_render_like_transformers() {
                 continue;
             }
             let messages: Vec<Message> = serde_json::from_value(case["messages"].clone()).unwrap();
-            let got = template
-                .render(&messages, true, &Default::default())
-                .unwrap_or_else(|e| panic!("{name}/{}: {e}", case["name"]));
-            assert_eq!(
-                got,
-                case["prompt_text"].as_str().unwrap(),
-                "{name}/{}",
-                case["name"]
-            );
+            let got = template.render(&messages, true, &Default::default()).unwrap_or_else(|e| panic!("{name}/{}: {e}", case["name"]));
+            assert_eq!(got, case["prompt_text"].as_str().unwrap(), "{name}/{}", case["name"]);
             checked += 1;
         }
     }

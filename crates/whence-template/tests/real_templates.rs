@@ -17,28 +17,19 @@ fn load(file: &str) -> Vec<Value> {
 /// The case's template with its special tokens, the messages, add_generation_prompt
 /// and the remaining variables (tools, documents, enable_thinking, …) as extras.
 fn prepare(case: &Value) -> (String, ChatTemplate, Vec<Message>, bool, Map<String, Value>) {
-    let name = format!(
-        "{}/{}",
-        case["template"].as_str().unwrap(),
-        case["case"].as_str().unwrap()
-    );
+    let name = format!("{}/{}", case["template"].as_str().unwrap(), case["case"].as_str().unwrap());
     let path = format!("{TEMPLATES}/{}.jinja", case["template"].as_str().unwrap());
     let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut vars = case["variables"].as_object().unwrap().clone();
     let token = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_string));
     let bos = token(vars.remove("bos_token"));
     let eos = token(vars.remove("eos_token"));
-    let template = ChatTemplate::from_source(&source, &path, bos, eos)
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-        .with_fixed_time(FIXED_TIME);
+    let template =
+        ChatTemplate::from_source(&source, &path, bos, eos).unwrap_or_else(|e| panic!("{name}: {e}")).with_fixed_time(FIXED_TIME);
     assert_eq!(template.source(), source);
-    let messages: Vec<Message> = serde_json::from_value(vars.remove("messages").unwrap())
-        .unwrap_or_else(|e| panic!("{name}: messages: {e}"));
-    let add_generation_prompt = vars
-        .remove("add_generation_prompt")
-        .unwrap()
-        .as_bool()
-        .unwrap();
+    let messages: Vec<Message> =
+        serde_json::from_value(vars.remove("messages").unwrap()).unwrap_or_else(|e| panic!("{name}: messages: {e}"));
+    let add_generation_prompt = vars.remove("add_generation_prompt").unwrap().as_bool().unwrap();
     (name, template, messages, add_generation_prompt, vars)
 }
 
@@ -52,19 +43,11 @@ fn every_expected_case_renders_byte_identically() {
         let want = case["rendered"].as_str().unwrap();
         match template.render(&messages, agp, &extra) {
             Ok(got) if got == want => {}
-            Ok(got) => failures.push(format!(
-                "{name}: rendered differently\n--- want\n{want:?}\n--- got\n{got:?}"
-            )),
+            Ok(got) => failures.push(format!("{name}: rendered differently\n--- want\n{want:?}\n--- got\n{got:?}")),
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n\n"));
 }
 
 #[test]

@@ -8,7 +8,9 @@ use whence_pipeline::attribute::{run_attribute, valid_candidate_name, AttributeS
 use whence_pipeline::BetaChoice;
 use whence_score::ScorerSpec;
 
-use crate::args::{ModelArgs, ScorerFactory, parse_beta, parse_scorer, parse_threshold, FormatArg, GradingArgs, InputArgs, SegmentationArgs};
+use crate::args::{
+    parse_beta, parse_scorer, parse_threshold, FormatArg, GradingArgs, InputArgs, ModelArgs, ScorerFactory, SegmentationArgs,
+};
 use crate::errors::UsageError;
 use crate::progress::{Bars, Verbosity};
 
@@ -69,7 +71,10 @@ fn parse_candidates(given: &[String]) -> anyhow::Result<Vec<(String, ScorerSpec)
             .split_once('=')
             .ok_or_else(|| UsageError(format!("invalid --candidate `{text}`; expected NAME=SCORER, e.g. r1=file:r1.jsonl")))?;
         if !valid_candidate_name(name) {
-            return Err(UsageError(format!("invalid candidate name `{name}` in --candidate `{text}`; use letters, digits, `_`, `-` and `.`")).into());
+            return Err(UsageError(format!(
+                "invalid candidate name `{name}` in --candidate `{text}`; use letters, digits, `_`, `-` and `.`"
+            ))
+            .into());
         }
         if candidates.iter().any(|(n, _)| n == name) {
             return Err(UsageError(format!("candidate name `{name}` is given twice")).into());

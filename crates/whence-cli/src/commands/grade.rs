@@ -66,10 +66,7 @@ pub fn run(args: GradeArgs) -> anyhow::Result<()> {
         tracing::warn!("{without_answer} records have no `{}` and were not graded", args.input.fields.answer_field);
     }
     if compared > 0 {
-        tracing::info!(
-            "agreement with the input's own verdicts: {agreed} of {compared} ({:.2}%)",
-            100.0 * agreed as f64 / compared as f64
-        );
+        tracing::info!("agreement with the input's own verdicts: {agreed} of {compared} ({:.2}%)", 100.0 * agreed as f64 / compared as f64);
     }
     super::print_json_lines(rows)
 }

@@ -8,7 +8,7 @@ use whence_pipeline::select::{run_select, SelectOutput, SelectSettings};
 use whence_pipeline::BetaChoice;
 use whence_score::ScorerSpec;
 
-use crate::args::{ModelArgs, ScorerFactory, parse_beta, parse_scorer, InputArgs, SegmentationArgs};
+use crate::args::{parse_beta, parse_scorer, InputArgs, ModelArgs, ScorerFactory, SegmentationArgs};
 use crate::progress::{Bars, Verbosity};
 
 /// Keep one teacher response per question for distillation.

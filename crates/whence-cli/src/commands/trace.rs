@@ -9,7 +9,9 @@ use whence_pipeline::trace::{run_trace, TraceScorers, TraceSettings};
 use whence_pipeline::BetaChoice;
 use whence_score::ScorerSpec;
 
-use crate::args::{ModelArgs, ScorerFactory, parse_beta, parse_scorer, parse_threshold, FormatArg, GradingArgs, InputArgs, SegmentationArgs};
+use crate::args::{
+    parse_beta, parse_scorer, parse_threshold, FormatArg, GradingArgs, InputArgs, ModelArgs, ScorerFactory, SegmentationArgs,
+};
 use crate::progress::{Bars, Verbosity};
 
 /// Label every action of distilled-model responses.

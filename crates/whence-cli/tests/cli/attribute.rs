@@ -34,18 +34,7 @@ fn the_true_teacher_ranks_first() {
 
 #[test]
 fn fewer_than_two_candidates_is_a_usage_error() {
-    let output = whence([
-        "attribute",
-        "in.jsonl",
-        "--distilled",
-        "file:d",
-        "--student",
-        "file:s",
-        "--candidate",
-        "a=file:a",
-        "--out",
-        "o",
-    ]);
+    let output = whence(["attribute", "in.jsonl", "--distilled", "file:d", "--student", "file:s", "--candidate", "a=file:a", "--out", "o"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("attribute needs two or more --candidate NAME=SCORER; got 1"), "{}", stderr(&output));
 }

@@ -17,18 +17,78 @@ fn cases() -> Vec<Case> {
     let with_good = |line: &str| format!("{GOOD}\n{line}\n");
     let scores_with = |line: &str| format!("{GOOD_SCORES}\n{line}\n");
     vec![
-        Case { name: "malformed json", input: with_good(r#"{"id": "b", "prompt": "#), scores: GOOD_SCORES.into(), expected: "in.jsonl:2: line is not valid JSON" },
-        Case { name: "missing response", input: with_good(r#"{"id": "b", "prompt": "Q"}"#), scores: GOOD_SCORES.into(), expected: "in.jsonl:2: field `response`: is missing" },
-        Case { name: "mistyped response", input: with_good(r#"{"id": "b", "prompt": "Q", "response": 5}"#), scores: GOOD_SCORES.into(), expected: "in.jsonl:2: field `response`: `5` is not a string" },
-        Case { name: "mistyped correct", input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R.", "correct": "yes"}"#), scores: GOOD_SCORES.into(), expected: "in.jsonl:2: field `correct`: `\"yes\"` is not true or false" },
-        Case { name: "missing prompt", input: with_good(r#"{"id": "b", "question": "Q", "response": "R."}"#), scores: GOOD_SCORES.into(), expected: "in.jsonl:2: field `prompt`: no prompt" },
-        Case { name: "empty response", input: with_good(r#"{"id": "b", "prompt": "Q", "response": " \n"}"#), scores: GOOD_SCORES.into(), expected: "in.jsonl:2: field `response`: is empty" },
-        Case { name: "duplicate id", input: with_good(r#"{"id": "a", "prompt": "Q", "response": "R."}"#), scores: GOOD_SCORES.into(), expected: "in.jsonl:2: field `id`: duplicate id `a`, first seen at" },
-        Case { name: "id missing from scorer", input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R."}"#), scores: GOOD_SCORES.into(), expected: "has no scores for record `b`" },
-        Case { name: "offset out of range", input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R."}"#), scores: scores_with(r#"{"id": "b", "offsets": [[0, 3]], "logprobs": [-1]}"#), expected: "lp.jsonl:2: field `offsets[0]`: span [0, 3) ends past the response" },
-        Case { name: "offset inside a char", input: with_good(r#"{"id": "b", "prompt": "Q", "response": "é."}"#), scores: scores_with(r#"{"id": "b", "offsets": [[0, 1]], "logprobs": [-1]}"#), expected: "lp.jsonl:2: field `offsets[0]`: span [0, 1) does not fall on UTF-8 character boundaries" },
-        Case { name: "positive logprob", input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R."}"#), scores: scores_with(r#"{"id": "b", "offsets": [[0, 2]], "logprobs": [0.25]}"#), expected: "lp.jsonl:2: field `logprobs[0]`: log-probability `0.25` is not a finite number ≤ 0" },
-        Case { name: "count mismatch", input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R."}"#), scores: scores_with(r#"{"id": "b", "offsets": [[0, 1], [1, 2]], "logprobs": [-1]}"#), expected: "lp.jsonl:2: field `logprobs`: 1 log-probabilities for 2 offsets" },
+        Case {
+            name: "malformed json",
+            input: with_good(r#"{"id": "b", "prompt": "#),
+            scores: GOOD_SCORES.into(),
+            expected: "in.jsonl:2: line is not valid JSON",
+        },
+        Case {
+            name: "missing response",
+            input: with_good(r#"{"id": "b", "prompt": "Q"}"#),
+            scores: GOOD_SCORES.into(),
+            expected: "in.jsonl:2: field `response`: is missing",
+        },
+        Case {
+            name: "mistyped response",
+            input: with_good(r#"{"id": "b", "prompt": "Q", "response": 5}"#),
+            scores: GOOD_SCORES.into(),
+            expected: "in.jsonl:2: field `response`: `5` is not a string",
+        },
+        Case {
+            name: "mistyped correct",
+            input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R.", "correct": "yes"}"#),
+            scores: GOOD_SCORES.into(),
+            expected: "in.jsonl:2: field `correct`: `\"yes\"` is not true or false",
+        },
+        Case {
+            name: "missing prompt",
+            input: with_good(r#"{"id": "b", "question": "Q", "response": "R."}"#),
+            scores: GOOD_SCORES.into(),
+            expected: "in.jsonl:2: field `prompt`: no prompt",
+        },
+        Case {
+            name: "empty response",
+            input: with_good(r#"{"id": "b", "prompt": "Q", "response": " \n"}"#),
+            scores: GOOD_SCORES.into(),
+            expected: "in.jsonl:2: field `response`: is empty",
+        },
+        Case {
+            name: "duplicate id",
+            input: with_good(r#"{"id": "a", "prompt": "Q", "response": "R."}"#),
+            scores: GOOD_SCORES.into(),
+            expected: "in.jsonl:2: field `id`: duplicate id `a`, first seen at",
+        },
+        Case {
+            name: "id missing from scorer",
+            input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R."}"#),
+            scores: GOOD_SCORES.into(),
+            expected: "has no scores for record `b`",
+        },
+        Case {
+            name: "offset out of range",
+            input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R."}"#),
+            scores: scores_with(r#"{"id": "b", "offsets": [[0, 3]], "logprobs": [-1]}"#),
+            expected: "lp.jsonl:2: field `offsets[0]`: span [0, 3) ends past the response",
+        },
+        Case {
+            name: "offset inside a char",
+            input: with_good(r#"{"id": "b", "prompt": "Q", "response": "é."}"#),
+            scores: scores_with(r#"{"id": "b", "offsets": [[0, 1]], "logprobs": [-1]}"#),
+            expected: "lp.jsonl:2: field `offsets[0]`: span [0, 1) does not fall on UTF-8 character boundaries",
+        },
+        Case {
+            name: "positive logprob",
+            input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R."}"#),
+            scores: scores_with(r#"{"id": "b", "offsets": [[0, 2]], "logprobs": [0.25]}"#),
+            expected: "lp.jsonl:2: field `logprobs[0]`: log-probability `0.25` is not a finite number ≤ 0",
+        },
+        Case {
+            name: "count mismatch",
+            input: with_good(r#"{"id": "b", "prompt": "Q", "response": "R."}"#),
+            scores: scores_with(r#"{"id": "b", "offsets": [[0, 1], [1, 2]], "logprobs": [-1]}"#),
+            expected: "lp.jsonl:2: field `logprobs`: 1 log-probabilities for 2 offsets",
+        },
     ]
 }
 

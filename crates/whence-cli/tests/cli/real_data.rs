@@ -8,10 +8,14 @@ fn fake_scores(response: &str, width: usize, salt: u64) -> serde_json::Value {
     let boundaries: Vec<usize> = response.char_indices().map(|(i, _)| i).chain([response.len()]).collect();
     let mut offsets = Vec::new();
     let mut logprobs = Vec::new();
-    for pair in boundaries.chunks(width).map(|c| c[0]).collect::<Vec<_>>().windows(2).map(|w| (w[0], w[1])).chain(std::iter::once((
-        boundaries[(boundaries.len() - 1) / width * width],
-        response.len(),
-    ))) {
+    for pair in boundaries
+        .chunks(width)
+        .map(|c| c[0])
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .chain(std::iter::once((boundaries[(boundaries.len() - 1) / width * width], response.len())))
+    {
         if pair.0 == pair.1 {
             continue;
         }

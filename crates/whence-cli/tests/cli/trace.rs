@@ -17,12 +17,7 @@ fn trace_writes_every_output_deterministically() {
         let names = scratch.listing(&format!("{format}-1"));
         assert_eq!(
             names,
-            vec![
-                format!("actions.{format}"),
-                format!("positions.{format}"),
-                "summary.json".to_string(),
-                format!("trajectories.{format}")
-            ]
+            vec![format!("actions.{format}"), format!("positions.{format}"), "summary.json".to_string(), format!("trajectories.{format}")]
         );
         for name in names {
             let first = std::fs::read(scratch.join(&format!("{format}-1/{name}"))).unwrap();
@@ -48,9 +43,24 @@ fn trace_outputs_follow_the_schema_and_add_up() {
     assert_eq!(
         columns,
         vec![
-            "id", "question_id", "correct", "index", "start", "end", "special", "text", "tokens_teacher", "logprob_teacher",
-            "p_teacher", "tokens_student", "logprob_student", "p_student", "tokens_distilled", "logprob_distilled",
-            "p_distilled", "label"
+            "id",
+            "question_id",
+            "correct",
+            "index",
+            "start",
+            "end",
+            "special",
+            "text",
+            "tokens_teacher",
+            "logprob_teacher",
+            "p_teacher",
+            "tokens_student",
+            "logprob_student",
+            "p_student",
+            "tokens_distilled",
+            "logprob_distilled",
+            "p_distilled",
+            "label"
         ]
     );
     // Actions tile each response.
