@@ -2,9 +2,10 @@
 # Profiles the whence driver scoring one sequence (default: 2048 tokens of the
 # qwen2.5-0.5b-shaped checkpoint) with perf, two ways:
 #  1. perf record -e cpu-clock -g, 2 threads (as benchmarked): flat top symbols;
-#  2. perf record --call-graph dwarf, 1 thread: every sample keeps the decoder
-#     call site (with 2 threads the GEMM runs on rayon workers whose stacks
-#     stop at rayon), attributed to decoder.rs lines by profile_breakdown.py.
+#  2. perf record --call-graph dwarf, 1 thread: samples attributed to the
+#     innermost line of decoder.rs (candle ops, which run on the calling
+#     thread) or of the whence-checkpoint kernel that ran them (linear.rs,
+#     attention.rs, kernels.rs: rayon tasks) by profile_breakdown.py.
 # Usage: bash bench/checkpoint/profile.sh [TOKENS] [MODEL_DIR] [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -8,9 +8,12 @@ lines of crates/whence-checkpoint/src/decoder.rs, and to kinds of leaf work.
     python3 bench/checkpoint/profile_breakdown.py script.txt /tmp/target-benchckpt/release/whence-bench-checkpoint \
         --source decoder.rs   # the decoder.rs the binary was built from (bench/checkpoint/profile.sh keeps a copy)
 
-With one thread, gemm runs on the calling thread, so every sample carries the
-decoder call site that caused it (with several threads, the worker threads'
-stacks end in rayon and lose it). The innermost whence_checkpoint frame of
+With one thread, candle's gemm runs on the calling thread, so its samples carry
+the decoder call site that caused it (with several threads, the worker threads'
+stacks end in rayon and lose it). whence-checkpoint's own kernels (linear.rs,
+attention.rs, the head tiles) run as rayon tasks even with one thread: their
+samples are attributed to the innermost whence-checkpoint line (linear.rs:NN,
+attention.rs:NN, ...). The innermost whence_checkpoint frame of
 each sample is resolved with `addr2line -i` (the decoder's functions are
 inlined into token_logprobs) to the innermost line of decoder.rs.
 """
@@ -59,6 +62,8 @@ def leaf_kind(frames):
         return "libm expf"
     if sym in ("roundf", "__roundf"):
         return "libm roundf"
+    if "whence_checkpoint::attention" in sym:
+        return "whence attention kernel (attention.rs)"
     if sym.startswith("<whence_checkpoint::kernels::") or sym.startswith("whence_checkpoint::kernels::"):
         return "whence kernels: " + sym.split("kernels::")[1].split(" ")[0].split(">")[0]
     if "memmove" in sym or "memcpy" in sym or "memset" in sym or "copy_strided" in sym or "copy2d" in sym:
@@ -94,7 +99,10 @@ def main():
         if any("drop_in_place" in s and "Decoder" in s for s in syms):
             phase["drop"] += 1
             continue
-        if not any("token_logprobs" in s for s in syms):
+        # The decoder's own kernels (linear products, attention, head tiles) run as
+        # rayon tasks, on a worker thread even with one thread: their stacks hold
+        # the kernel's frames but not token_logprobs.
+        if not any("token_logprobs" in s or s.startswith("whence_checkpoint::") for s in syms):
             phase["other (thread start, exit, ...)"] += 1
             continue
         phase["token_logprobs"] += 1

@@ -6,14 +6,94 @@
 //! over blocks of positions, and the output head over blocks of positions,
 //! each block sized to stay within [`BLOCK_BYTES`]. RoPE tables are computed
 //! in f64 and applied in f32 whatever the compute dtype.
+//!
+//! On the CPU the heavy parts are whence-checkpoint's own kernels on rayon's
+//! pool: the linear layers ([`crate::linear`]), fused attention with an
+//! online softmax ([`crate::attention`]), `silu(gate)·up`
+//! ([`crate::kernels::silu_mul`]), and an output head that keeps only a
+//! running log-sum-exp per position over tiles of the vocabulary
+//! (`head_logprobs_tiled`). Other devices use candle's ops.
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use rayon::prelude::*;
 
 use crate::config::Config;
 
+/// The values of a contiguous f32 CPU tensor, borrowed.
+struct CpuF32<'a> {
+    storage: candle_core::StorageRef<'a>,
+    start: usize,
+    end: usize,
+}
+
+impl CpuF32<'_> {
+    fn values(&self) -> &[f32] {
+        match &*self.storage {
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(values)) => &values[self.start..self.end],
+            _ => &[],
+        }
+    }
+}
+
+fn cpu_f32(tensor: &Tensor) -> Result<CpuF32<'_>> {
+    let (storage, layout) = tensor.storage_and_layout();
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("expected a contiguous tensor, got layout {layout:?}");
+    };
+    if !matches!(&*storage, candle_core::Storage::Cpu(candle_core::CpuStorage::F32(_))) {
+        candle_core::bail!("expected an f32 CPU tensor, got {:?} on {:?}", tensor.dtype(), tensor.device().location());
+    }
+    Ok(CpuF32 { storage, start, end })
+}
+
 /// The memory one block of attention scores or head logits may take.
 pub const BLOCK_BYTES: usize = 64 << 20;
+
+/// Vocabulary entries and rows per tile of the CPU output head (see
+/// `head_logprobs_cpu`): 8 MB of logits per thread.
+const HEAD_COLUMNS: usize = 1024;
+const HEAD_ROWS: usize = 2048;
+
+/// A row's log-sum-exp over the tiles of logits seen so far, and its target's logit.
+#[derive(Clone, Copy)]
+struct RunningLogsumexp {
+    max: f32,
+    /// Σ e^(x − max).
+    sum: f64,
+    target: f32,
+}
+
+impl Default for RunningLogsumexp {
+    fn default() -> Self {
+        RunningLogsumexp { max: f32::NEG_INFINITY, sum: 0.0, target: f32::NAN }
+    }
+}
+
+impl RunningLogsumexp {
+    /// Adds a tile's `(max, Σ e^(x − max))` and, if it holds it, the target's logit.
+    fn add(&mut self, (max, sum): (f32, f64), target: Option<f32>) {
+        if let Some(target) = target {
+            self.target = target;
+        }
+        if max == f32::NEG_INFINITY {
+            return;
+        }
+        if max > self.max || max.is_nan() {
+            self.sum = self.sum * (f64::from(self.max) - f64::from(max)).exp() + sum;
+            self.max = max;
+        } else {
+            self.sum += sum * (f64::from(max) - f64::from(self.max)).exp();
+        }
+    }
+
+    fn logprob(&self) -> f32 {
+        if !self.max.is_finite() {
+            return self.target - self.max;
+        }
+        self.target - self.max - self.sum.ln() as f32
+    }
+}
 
 type Result<T> = candle_core::Result<T>;
 
@@ -34,6 +114,27 @@ struct Mlp {
     gate_up: Linear,
     intermediate: usize,
     down: Linear,
+}
+
+/// `layer.forward(x)`, with [`crate::linear::linear`] for f32 on the CPU.
+fn forward_linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let w = layer.weight();
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if !(f32_cpu(x) && f32_cpu(w) && layer.bias().is_none_or(f32_cpu) && x.rank() == 2) {
+        return layer.forward(x);
+    }
+    let (rows, inputs) = x.dims2()?;
+    let (outputs, _) = w.dims2()?;
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let bias = layer.bias().map(Tensor::contiguous).transpose()?;
+    let mut out = vec![0f32; rows * outputs];
+    {
+        let (xs, ws) = (cpu_f32(&x)?, cpu_f32(&w)?);
+        let bs = bias.as_ref().map(cpu_f32).transpose()?;
+        crate::linear::linear(xs.values(), ws.values(), bs.as_ref().map(CpuF32::values), rows, inputs, outputs, &mut out)
+            .map_err(candle_core::Error::wrap)?;
+    }
+    Tensor::from_vec(out, (rows, outputs), x.device())
 }
 
 /// Concatenates linear layers along their outputs, so that one GEMM does
@@ -108,14 +209,18 @@ impl Attention {
     fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let t = x.dim(0)?;
         let (q_width, kv_width) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
-        let qkv = self.qkv.forward(x)?;
+        let qkv = forward_linear(&self.qkv, x)?;
         let q = self.heads_of(qkv.narrow(1, 0, q_width)?, self.q_norm.as_ref(), self.heads, Some((cos, sin)))?;
         let k = self.heads_of(qkv.narrow(1, q_width, kv_width)?, self.k_norm.as_ref(), self.kv_heads, Some((cos, sin)))?;
         let v = self.heads_of(qkv.narrow(1, q_width + kv_width, kv_width)?, None, self.kv_heads, None)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        if x.device().is_cpu() {
+            let out = self.fused(&q, &k, &v, t, scale as f32)?.to_dtype(x.dtype())?;
+            return forward_linear(&self.o, &out);
+        }
         let group = self.heads / self.kv_heads;
         // Heads h = j·group + i share kv head j (transformers' repeat_kv).
         let q = q.reshape((self.kv_heads, group, t, self.head_dim))?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
         let block = (BLOCK_BYTES / (4 * self.heads * t.max(1))).clamp(1, 512);
         let mut outputs = Vec::with_capacity(t.div_ceil(block));
         let mut start = 0;
@@ -128,23 +233,9 @@ impl Attention {
             let k_block = k.narrow(1, key_start, keys)?;
             let v_block = v.narrow(1, key_start, keys)?;
             let scores = (q_block.matmul(&k_block.t()?)? * scale)?.to_dtype(DType::F32)?;
-            let probabilities = if x.device().is_cpu() {
-                // In place, row by row, with each row's causal limit.
-                let scores = scores.contiguous()?;
-                crate::kernels::expect_shape(scores.shape(), self.kv_heads * group, len, keys)?;
-                scores.inplace_op1(&crate::kernels::CausalSoftmax {
-                    rows: len,
-                    keys,
-                    first_query: start,
-                    key_start,
-                    window: self.window,
-                })?;
-                scores
-            } else {
-                let scores = scores.reshape((self.kv_heads, group, len, keys))?;
-                let mask = self.mask(start, len, key_start, keys, x.device())?;
-                candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?
-            };
+            let scores = scores.reshape((self.kv_heads, group, len, keys))?;
+            let mask = self.mask(start, len, key_start, keys, x.device())?;
+            let probabilities = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
             let probabilities = probabilities.to_dtype(v.dtype())?.reshape((self.kv_heads, group * len, keys))?;
             let out = probabilities.matmul(&v_block)?.reshape((self.heads, len, self.head_dim))?;
             outputs.push(out);
@@ -152,6 +243,28 @@ impl Attention {
         }
         let out = Tensor::cat(&outputs, 1)?.transpose(0, 1)?.reshape((t, self.heads * self.head_dim))?;
         self.o.forward(&out)
+    }
+
+    /// CPU attention with [`crate::attention::causal_attention`]: `q` is
+    /// `[heads, T, head_dim]`, `k` and `v` `[kv_heads, T, head_dim]`; returns
+    /// `[T, heads·head_dim]` in f32.
+    fn fused(&self, q: &Tensor, k: &Tensor, v: &Tensor, t: usize, scale: f32) -> Result<Tensor> {
+        let shape = crate::attention::AttentionShape {
+            tokens: t,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            window: self.window,
+        };
+        let (q, k, v) =
+            (q.to_dtype(DType::F32)?.contiguous()?, k.to_dtype(DType::F32)?.contiguous()?, v.to_dtype(DType::F32)?.contiguous()?);
+        let mut out = vec![0f32; t * self.heads * self.head_dim];
+        {
+            let (q, k, v) = (cpu_f32(&q)?, cpu_f32(&k)?, cpu_f32(&v)?);
+            crate::attention::causal_attention(q.values(), k.values(), v.values(), &shape, scale, &mut out)
+                .map_err(candle_core::Error::wrap)?;
+        }
+        Tensor::from_vec(out, (t, self.heads * self.head_dim), q.device())
     }
 
     /// 0 where query `start + i` may see key `key_start + j`, −∞ elsewhere.
@@ -180,7 +293,14 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate_up = self.gate_up.forward(x)?;
+        let gate_up = forward_linear(&self.gate_up, x)?;
+        if gate_up.device().is_cpu() && gate_up.dtype() == DType::F32 {
+            // silu(gate)·up in one pass over each row, into a contiguous tensor.
+            let rows = gate_up.dim(0)?;
+            let mut gated = vec![0f32; rows * self.intermediate];
+            crate::kernels::silu_mul(cpu_f32(&gate_up.contiguous()?)?.values(), self.intermediate, &mut gated);
+            return forward_linear(&self.down, &Tensor::from_vec(gated, (rows, self.intermediate), gate_up.device())?);
+        }
         let gate = gate_up.narrow(1, 0, self.intermediate)?;
         let up = gate_up.narrow(1, self.intermediate, self.intermediate)?;
         let gated = (candle_nn::ops::silu(&gate)? * up)?;
@@ -268,10 +388,102 @@ impl Decoder {
     /// The log-probability of `ids[i]` given `ids[..i]`, for every `i` in
     /// `from..ids.len()` (`from` ≥ 1), in one teacher-forced pass.
     pub fn token_logprobs(&self, ids: &[u32], from: usize) -> Result<Vec<f32>> {
+        let from = from.max(1);
+        if self.device.is_cpu() {
+            return match self.final_hidden(ids, from, false)? {
+                Some(hidden) => self.head_logprobs_cpu(&hidden, &ids[from..]),
+                None => Ok(Vec::new()),
+            };
+        }
+        let mut out = Vec::with_capacity(ids.len().saturating_sub(from));
+        self.head_blocks(ids, from, false, &mut |start, logits| {
+            let len = logits.dim(0)?;
+            let targets = &ids[from + start..from + start + len];
+            let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let targets = Tensor::new(targets, &self.device)?.unsqueeze(1)?;
+            out.extend(logprobs.gather(&targets, 1)?.squeeze(1)?.to_vec1::<f32>()?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Like [`token_logprobs`](Self::token_logprobs), with each target's
+    /// rank and the `top` most likely tokens at every position, and with
+    /// `next` the most likely token after the last (what `whence serve`
+    /// answers for vLLM's `prompt_logprobs` and `max_tokens: 1`).
+    pub fn prompt_logprobs(&self, ids: &[u32], from: usize, top: usize, next: bool) -> Result<crate::ranks::PromptLogprobs> {
+        let from = from.max(1);
+        let Some(hidden) = self.final_hidden(ids, from, next)? else {
+            return Ok(crate::ranks::PromptLogprobs::default());
+        };
+        let mut positions = Vec::with_capacity(ids.len().saturating_sub(from));
+        let mut following = None;
+        self.visit_head_blocks(&hidden, &mut |start, logits| {
+            let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+            for (row, values) in logits.chunks_exact(self.vocab_size).enumerate() {
+                match ids.get(from + start + row) {
+                    Some(&target) => positions.push(crate::ranks::PositionLogprobs::of(values, target, top)),
+                    None => following = crate::ranks::top_tokens(values, 1).first().copied(),
+                }
+            }
+            Ok(())
+        })?;
+        if self.device.is_cpu() {
+            // The actual tokens' log-probabilities by the same arithmetic as
+            // token_logprobs, so that served numbers equal in-process ones.
+            let targets = &ids[from..];
+            let exact = self.head_logprobs_cpu(&hidden.narrow(0, 0, targets.len())?, targets)?;
+            for (position, logprob) in positions.iter_mut().zip(exact) {
+                position.logprob = logprob;
+            }
+        }
+        Ok(crate::ranks::PromptLogprobs { positions, next: following })
+    }
+
+    /// Runs the model over `ids` and hands the output head's f32 logits to
+    /// `visit(first_row, block)` a block of rows at a time (never the whole
+    /// `[tokens × vocabulary]`): row `r` predicts `ids[from + r]`, and with
+    /// `next` a last row predicts the token after `ids`.
+    fn head_blocks(&self, ids: &[u32], from: usize, next: bool, visit: &mut dyn FnMut(usize, Tensor) -> Result<()>) -> Result<()> {
+        match self.final_hidden(ids, from, next)? {
+            Some(hidden) => self.visit_head_blocks(&hidden, visit),
+            None => Ok(()),
+        }
+    }
+
+    /// The head's f32 logits of `hidden`'s rows, a block of rows at a time.
+    fn visit_head_blocks(&self, hidden: &Tensor, visit: &mut dyn FnMut(usize, Tensor) -> Result<()>) -> Result<()> {
+        let rows = hidden.dim(0)?;
+        let block = (BLOCK_BYTES / (4 * self.vocab_size)).clamp(1, 1024);
+        let head_t = self.head.t()?;
+        let mut start = 0;
+        while start < rows {
+            let len = block.min(rows - start);
+            let logits = hidden.narrow(0, start, len)?.matmul(&head_t)?.to_dtype(DType::F32)?;
+            visit(start, logits)?;
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// On the CPU, the log-probabilities of `targets[r]` under the head's
+    /// logits of `hidden` row `r`, without materialising those logits: the
+    /// head runs over tiles of [`HEAD_COLUMNS`] vocabulary entries (and of
+    /// rows), and each row keeps a running maximum, sum of exponentials and
+    /// its target's logit. The head weight is read once per block of rows.
+    fn head_logprobs_cpu(&self, hidden: &Tensor, targets: &[u32]) -> Result<Vec<f32>> {
+        head_logprobs_tiled(hidden, &self.head, targets, HEAD_COLUMNS, HEAD_ROWS)
+    }
+
+    /// The final-normed hidden states of the positions that predict
+    /// `ids[from..]` (and with `next` the token after `ids`), `[rows,
+    /// hidden]`; `None` when there are no such positions.
+    fn final_hidden(&self, ids: &[u32], from: usize, next: bool) -> Result<Option<Tensor>> {
         let t = ids.len();
         let from = from.max(1);
-        if from >= t {
-            return Ok(Vec::new());
+        let rows = (t + usize::from(next)).saturating_sub(from);
+        if rows == 0 || t == 0 {
+            return Ok(None);
         }
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             candle_core::bail!("token id {bad} is outside the model's vocabulary of {}", self.vocab_size);
@@ -283,27 +495,144 @@ impl Decoder {
         for layer in &self.layers {
             x = layer.forward(&x, &cos, &sin, intermediate)?;
         }
-        // Only the positions that predict a scored token go through the head.
-        let hidden = self.norm.forward(&x.narrow(0, from - 1, t - from)?)?;
-        let rows = t - from;
-        let block = (BLOCK_BYTES / (4 * self.vocab_size)).clamp(1, 1024);
-        let head_t = self.head.t()?;
-        let mut out = Vec::with_capacity(rows);
-        let mut start = 0;
-        while start < rows {
-            let len = block.min(rows - start);
-            let logits = hidden.narrow(0, start, len)?.matmul(&head_t)?.to_dtype(DType::F32)?;
-            let targets = &ids[from + start..from + start + len];
-            if self.device.is_cpu() {
-                let logits = logits.flatten_all()?.to_vec1::<f32>()?;
-                out.extend(crate::kernels::target_logprobs(&logits, self.vocab_size, targets));
-            } else {
-                let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-                let targets = Tensor::new(targets, &self.device)?.unsqueeze(1)?;
-                out.extend(logprobs.gather(&targets, 1)?.squeeze(1)?.to_vec1::<f32>()?);
+        // Only the positions that predict a wanted token go through the head.
+        Ok(Some(self.norm.forward(&x.narrow(0, from - 1, rows)?)?))
+    }
+}
+
+/// Per row of a tile of logits: `(max, Σ e^(x − max))`, and the target's logit if the tile holds it.
+type TileStats = Vec<((f32, f64), Option<f32>)>;
+
+/// `log_softmax(hidden · headᵀ)[r, targets[r]]` over tiles of `columns`
+/// vocabulary entries and `row_block` rows (CPU). In f32 the tiles of a
+/// block of rows are independent tasks on rayon's pool (each a
+/// single-threaded product into its own buffer); the running sums are merged
+/// in tile order, so the result does not depend on the threads.
+fn head_logprobs_tiled(hidden: &Tensor, head: &Tensor, targets: &[u32], columns: usize, row_block: usize) -> Result<Vec<f32>> {
+    let (rows, inputs) = hidden.dims2()?;
+    let vocab = head.dim(0)?;
+    if targets.len() != rows {
+        candle_core::bail!("{rows} hidden rows for {} targets", targets.len());
+    }
+    if let Some(&bad) = targets.iter().find(|&&id| id as usize >= vocab) {
+        candle_core::bail!("token id {bad} is outside the model's vocabulary of {vocab}");
+    }
+    let (columns, row_block) = (columns.max(1), row_block.max(1));
+    let tiles = vocab.div_ceil(columns);
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    let head_f32 = if f32_cpu(hidden) && f32_cpu(head) { Some(head.contiguous()?) } else { None };
+    let mut state = vec![RunningLogsumexp::default(); rows];
+    for row_start in (0..rows).step_by(row_block) {
+        let len = row_block.min(rows - row_start);
+        let block = hidden.narrow(0, row_start, len)?.contiguous()?;
+        let targets = &targets[row_start..row_start + len];
+        // Per tile, per row: (max, Σ e^(x − max)) and the target's logit if in the tile.
+        let stats_of = |tile: usize, logits: &[f32]| -> TileStats {
+            let (column, width) = (tile * columns, columns.min(vocab - tile * columns));
+            logits
+                .chunks_exact(width)
+                .zip(targets)
+                .map(|(row, &target)| {
+                    let target = (target as usize).checked_sub(column).filter(|&i| i < width).map(|i| row[i]);
+                    (crate::kernels::row_max_and_sum(row), target)
+                })
+                .collect()
+        };
+        let stats: Vec<TileStats> = match &head_f32 {
+            Some(head_f32) => {
+                let (x, w) = (cpu_f32(&block)?, cpu_f32(head_f32)?);
+                let (x, w) = (x.values(), w.values());
+                (0..tiles)
+                    .into_par_iter()
+                    .map_init(Vec::new, |buffer: &mut Vec<f32>, tile| {
+                        let (column, width) = (tile * columns, columns.min(vocab - tile * columns));
+                        buffer.clear();
+                        buffer.resize(len * width, 0.0);
+                        // SAFETY: `buffer` holds len × width values, owned by this task;
+                        // x is [len, inputs] and the rows of w are those of this tile.
+                        unsafe {
+                            crate::linear::product(
+                                x,
+                                &w[column * inputs..(column + width) * inputs],
+                                len,
+                                inputs,
+                                width,
+                                buffer.as_mut_ptr(),
+                                width,
+                            )
+                        };
+                        stats_of(tile, buffer)
+                    })
+                    .collect()
             }
-            start += len;
+            None => (0..tiles)
+                .map(|tile| {
+                    let (column, width) = (tile * columns, columns.min(vocab - tile * columns));
+                    let logits = block.matmul(&head.narrow(0, column, width)?.t()?)?.to_dtype(DType::F32)?.contiguous()?;
+                    let logits = cpu_f32(&logits)?;
+                    Ok(stats_of(tile, logits.values()))
+                })
+                .collect::<Result<_>>()?,
+        };
+        for tile in stats {
+            for (state, (tile_stats, target)) in state[row_start..row_start + len].iter_mut().zip(tile) {
+                state.add(tile_stats, target);
+            }
         }
-        Ok(out)
+    }
+    Ok(state.iter().map(RunningLogsumexp::logprob).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunningLogsumexp;
+
+    #[test]
+    fn running_logsumexp_over_tiles_equals_the_whole_row() {
+        let row: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 2003) as f32 / 50.0 - 20.0 + if i == 4321 { 30.0 } else { 0.0 }).collect();
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, |m, x| m.max(f64::from(x)));
+        let log_z = max + row.iter().map(|&x| (f64::from(x) - max).exp()).sum::<f64>().ln();
+        for target in [0usize, 1999, 4321, 4999] {
+            for width in [1, 7, 2048, 5000] {
+                let mut state = RunningLogsumexp::default();
+                for (tile, values) in row.chunks(width).enumerate() {
+                    let start = tile * width;
+                    let hit = (start..start + values.len()).contains(&target).then(|| row[target]);
+                    state.add(crate::kernels::row_max_and_sum(values), hit);
+                }
+                let want = f64::from(row[target]) - log_z;
+                assert!((f64::from(state.logprob()) - want).abs() < 2e-5, "target {target} width {width}: {} vs {want}", state.logprob());
+            }
+        }
+    }
+
+    #[test]
+    fn tiled_head_equals_a_plain_log_softmax() {
+        use candle_core::{Device, Tensor, D};
+        let device = Device::Cpu;
+        let (rows, hidden, vocab) = (37, 24, 1000);
+        let h = Tensor::randn(0f32, 1.0, (rows, hidden), &device).unwrap();
+        let head = Tensor::randn(0f32, 1.0, (vocab, hidden), &device).unwrap();
+        let targets: Vec<u32> = (0..rows as u32).map(|r| (r * 331 + 17) % vocab as u32).collect();
+        let logprobs = candle_nn::ops::log_softmax(&h.matmul(&head.t().unwrap()).unwrap(), D::Minus1).unwrap();
+        let logprobs: Vec<Vec<f32>> = logprobs.to_vec2().unwrap();
+        for (columns, row_block) in [(1000, 37), (128, 5), (999, 1), (7, 100), (4096, 16)] {
+            let got = super::head_logprobs_tiled(&h, &head, &targets, columns, row_block).unwrap();
+            for (r, (&g, &target)) in got.iter().zip(&targets).enumerate() {
+                let want = logprobs[r][target as usize];
+                assert!((g - want).abs() < 2e-5, "columns {columns} rows {row_block}, row {r}: {g} vs {want}");
+            }
+        }
+        // Other dtypes (here f64) go through candle's matmul, tile by tile.
+        let (h64, head64) = (h.to_dtype(candle_core::DType::F64).unwrap(), head.to_dtype(candle_core::DType::F64).unwrap());
+        let got = super::head_logprobs_tiled(&h64, &head64, &targets, 300, 8).unwrap();
+        for (r, (&g, &target)) in got.iter().zip(&targets).enumerate() {
+            let want = logprobs[r][target as usize];
+            assert!((g - want).abs() < 2e-5, "f64, row {r}: {g} vs {want}");
+        }
+        assert!(super::head_logprobs_tiled(&h, &head, &targets[1..], 64, 8).is_err());
+        let mut bad = targets.clone();
+        bad[3] = vocab as u32;
+        assert!(super::head_logprobs_tiled(&h, &head, &bad, 64, 8).is_err());
     }
 }

@@ -1,18 +1,15 @@
-//! CPU kernels for the two places where candle's generic ops do needless
-//! work when scoring:
+//! CPU kernels for the places where candle's generic ops do needless work
+//! when scoring: [`row_logsumexp`] / [`row_max_and_sum`] give, per position,
+//! only the log-sum-exp of its logits (and the target's logit), not a `[rows
+//! × vocabulary]` log-softmax; [`silu_mul`] is the MLP's `silu(gate)·up` in
+//! one pass.
 //!
-//! - [`row_logsumexp`]: the output head needs, per position, only the
-//!   log-sum-exp of its logits (and the target's logit), not a
-//!   `[rows × vocabulary]` log-softmax: one read-only pass per row;
-//! - [`CausalSoftmax`]: attention scores are softmaxed in place with each
-//!   row's causal (and sliding-window) limit, without building a mask tensor
-//!   or exponentiating masked entries.
-//!
-//! Both use [`exp_nonpositive`], a branch-free `exp` for `x ≤ 0` that the
-//! compiler vectorises (relative error below 3e-7, about 2 ulp). Other devices use the
-//! generic candle path.
+//! [`exp_nonpositive`] is a branch-free `exp` for `x ≤ 0` that the compiler
+//! vectorises (relative error below 3e-7, about 2 ulp); the attention kernel
+//! ([`crate::attention`]) uses it too. Other devices use the generic candle
+//! path.
 
-use candle_core::{CpuStorage, Layout, Result, Shape};
+use rayon::prelude::*;
 
 /// `e^x` for `x ≤ 0` (after subtracting a row maximum), 0 below −87.
 #[inline(always)]
@@ -22,7 +19,10 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     let keep = f32::from(u8::from(x >= -87.0));
     let x = x.max(-87.0);
-    let n = (x * LOG2E).round();
+    // Round to nearest (even) by adding and removing 1.5·2²³: plain float
+    // adds that vectorise everywhere (`f32::round` is a libm call below SSE4.1).
+    const SHIFTER: f32 = 12_582_912.0;
+    let n = (x * LOG2E + SHIFTER) - SHIFTER;
     let r = x - n * LN2_HI - n * LN2_LO;
     // e^r on |r| ≤ ln2/2: degree-6 Taylor polynomial (Horner).
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
@@ -32,6 +32,24 @@ pub fn exp_nonpositive(x: f32) -> f32 {
 
 /// `max` and `ln Σ e^(x − max)` of `row`.
 pub fn row_logsumexp(row: &[f32]) -> (f32, f32) {
+    let (max, total) = row_max_and_sum(row);
+    if !max.is_finite() {
+        return (max, 0.0);
+    }
+    (max, total.ln() as f32)
+}
+
+/// `max` and `Σ e^(x − max)` of `row` (the sum is 0 when the max is not finite).
+pub fn row_max_and_sum(row: &[f32]) -> (f32, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { avx512::row_max_and_sum(row) };
+    }
+    row_max_and_sum_portable(row)
+}
+
+fn row_max_and_sum_portable(row: &[f32]) -> (f32, f64) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if !max.is_finite() {
         return (max, 0.0);
@@ -48,7 +66,118 @@ pub fn row_logsumexp(row: &[f32]) -> (f32, f32) {
         let rest: f32 = parts.remainder().iter().map(|&x| exp_nonpositive(x - max)).sum();
         total += f64::from(lanes.iter().sum::<f32>() + rest);
     }
-    (max, total.ln() as f32)
+    (max, total)
+}
+
+/// `out[r][i] = silu(gate_up[r][i]) · gate_up[r][width + i]` for each row `r`
+/// of `gate_up` (`[rows, 2·width]`, gate then up), `silu(x) = x·σ(x)`;
+/// rows in parallel on rayon's pool.
+pub fn silu_mul(gate_up: &[f32], width: usize, out: &mut [f32]) {
+    if width == 0 {
+        return;
+    }
+    let rows_per_task = (16_384 / width).max(1);
+    out.par_chunks_mut(width * rows_per_task).zip(gate_up.par_chunks(2 * width * rows_per_task)).for_each(|(out, gate_up)| {
+        for (out, row) in out.chunks_exact_mut(width).zip(gate_up.chunks_exact(2 * width)) {
+            let (gate, up) = row.split_at(width);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F.
+                unsafe { avx512::silu_mul(gate, up, out) };
+                continue;
+            }
+            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                *o = silu(g) * u;
+            }
+        }
+    });
+}
+
+/// `x·σ(x)`, with the exponential taken of `−|x|` only (no overflow).
+#[inline(always)]
+pub fn silu(x: f32) -> f32 {
+    let e = exp_nonpositive(-x.abs());
+    let sigmoid = if x >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+    x * sigmoid
+}
+
+/// 512-bit versions of the kernels above (used when the CPU has AVX-512F).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// [`super::exp_nonpositive`] lane by lane: `e^x` for `x ≤ 0`, 0 below −87 (and for −∞, NaN).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn exp_nonpositive(x: __m512) -> __m512 {
+        let floor = _mm512_set1_ps(-87.0);
+        let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, floor);
+        let x = _mm512_max_ps(x, floor);
+        let n = _mm512_roundscale_ps::<0x08>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        // n ∈ [−126, 0] here, so the biased exponent is a normal one.
+        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
+        _mm512_maskz_mul_ps(keep, p, _mm512_castsi512_ps(bits))
+    }
+
+    /// One row of [`super::silu_mul`]: `out = silu(gate)·up`.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        let n = out.len().min(gate.len()).min(up.len());
+        let one = _mm512_set1_ps(1.0);
+        let mut i = 0;
+        while i < n {
+            let mask: __mmask16 = if n - i >= 16 { 0xffff } else { ((1u32 << (n - i)) - 1) as __mmask16 };
+            let g = _mm512_maskz_loadu_ps(mask, gate.as_ptr().add(i));
+            let u = _mm512_maskz_loadu_ps(mask, up.as_ptr().add(i));
+            // e = e^(−|g|); σ(g) = 1/(1+e) for g ≥ 0, e/(1+e) below.
+            let e = exp_nonpositive(_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(g), _mm512_set1_epi32(i32::MIN))));
+            let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(g, _mm512_setzero_ps());
+            let numerator = _mm512_mask_blend_ps(negative, one, e);
+            let sigmoid = _mm512_div_ps(numerator, _mm512_add_ps(one, e));
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), mask, _mm512_mul_ps(_mm512_mul_ps(g, sigmoid), u));
+            i += 16;
+        }
+    }
+
+    /// [`super::row_max_and_sum`].
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn row_max_and_sum(row: &[f32]) -> (f32, f64) {
+        let (chunks, rest) = (row.chunks_exact(16), row.len() % 16);
+        let tail = &row[row.len() - rest..];
+        let tail_mask: __mmask16 = ((1u32 << rest) - 1) as __mmask16;
+        let minus_infinity = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut maxima = minus_infinity;
+        for chunk in chunks.clone() {
+            maxima = _mm512_max_ps(maxima, _mm512_loadu_ps(chunk.as_ptr()));
+        }
+        maxima = _mm512_max_ps(maxima, _mm512_mask_loadu_ps(minus_infinity, tail_mask, tail.as_ptr()));
+        let max = _mm512_reduce_max_ps(maxima);
+        if !max.is_finite() {
+            return (max, 0.0);
+        }
+        let shift = _mm512_set1_ps(max);
+        let mut total = 0f64;
+        // f32 lanes over 512 values at a time, then f64.
+        for block in row.chunks(512) {
+            let mut lanes = _mm512_setzero_ps();
+            let mut parts = block.chunks_exact(16);
+            for part in &mut parts {
+                lanes = _mm512_add_ps(lanes, exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(part.as_ptr()), shift)));
+            }
+            let rest = parts.remainder();
+            let mask: __mmask16 = ((1u32 << rest.len()) - 1) as __mmask16;
+            let x = _mm512_mask_loadu_ps(minus_infinity, mask, rest.as_ptr());
+            lanes = _mm512_add_ps(lanes, exp_nonpositive(_mm512_sub_ps(x, shift)));
+            total += f64::from(_mm512_reduce_add_ps(lanes));
+        }
+        (max, total)
+    }
 }
 
 /// Log-probabilities of `targets[i]` under row `i` of a contiguous
@@ -64,76 +193,28 @@ pub fn target_logprobs(logits: &[f32], width: usize, targets: &[u32]) -> Vec<f32
         .collect()
 }
 
-/// In-place softmax of attention scores laid out `[groups, rows, keys]`
-/// where row `i` (query `first_query + i`) sees keys `key_start + j` with
-/// `query − window < key ≤ query`; invisible entries become 0.
-pub struct CausalSoftmax {
-    pub rows: usize,
-    pub keys: usize,
-    pub first_query: usize,
-    pub key_start: usize,
-    pub window: Option<usize>,
-}
-
-impl CausalSoftmax {
-    fn visible(&self, row: usize) -> (usize, usize) {
-        let query = self.first_query + row;
-        let end = (query + 1).saturating_sub(self.key_start).min(self.keys);
-        let start = match self.window {
-            Some(w) => (query + 1).saturating_sub(w).saturating_sub(self.key_start).min(end),
-            None => 0,
-        };
-        (start, end)
-    }
-
-    fn apply(&self, scores: &mut [f32]) {
-        for (index, row) in scores.chunks_exact_mut(self.keys).enumerate() {
-            let (start, end) = self.visible(index % self.rows);
-            let visible = &mut row[start..end];
-            let max = visible.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for x in visible.iter_mut() {
-                *x = exp_nonpositive(*x - max);
-                sum += *x;
-            }
-            let scale = 1.0 / sum;
-            for x in visible.iter_mut() {
-                *x *= scale;
-            }
-            row[..start].fill(0.0);
-            row[end..].fill(0.0);
-        }
-    }
-}
-
-impl candle_core::InplaceOp1 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "whence-causal-softmax"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("causal softmax expects f32 scores");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("causal softmax expects contiguous scores");
-        };
-        self.apply(&mut values[start..end]);
-        Ok(())
-    }
-}
-
-/// Shape-preserving marker so the op can be named in errors.
-pub fn expect_shape(shape: &Shape, groups: usize, rows: usize, keys: usize) -> Result<()> {
-    if shape.elem_count() != groups * rows * keys {
-        candle_core::bail!("attention scores of shape {shape:?} are not {groups} × {rows} × {keys}");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silu_mul_matches_the_formula() {
+        for width in [1, 15, 16, 17, 100] {
+            let rows = 5;
+            let gate_up: Vec<f32> = (0..rows * 2 * width).map(|i| ((i * 7919) % 4001) as f32 / 40.0 - 50.0).collect();
+            let mut out = vec![f32::NAN; rows * width];
+            silu_mul(&gate_up, width, &mut out);
+            for r in 0..rows {
+                for i in 0..width {
+                    let (g, u) = (f64::from(gate_up[r * 2 * width + i]), f64::from(gate_up[r * 2 * width + width + i]));
+                    let want = g / (1.0 + (-g).exp()) * u;
+                    let got = f64::from(out[r * width + i]);
+                    assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "width {width} [{r}][{i}]: {got} vs {want}");
+                    assert!((f64::from(silu(g as f32)) * u - want).abs() <= 1e-6 * want.abs().max(1.0));
+                }
+            }
+        }
+    }
 
     #[test]
     fn exp_is_accurate_on_its_domain() {
@@ -163,19 +244,5 @@ mod tests {
             let want = f64::from(row[targets[i] as usize]) - lse;
             assert!((f64::from(got[i]) - want).abs() < 1e-5, "{} vs {want}", got[i]);
         }
-    }
-
-    #[test]
-    fn causal_softmax_sees_only_visible_keys() {
-        // 2 rows (queries 3 and 4), keys 2..6 (4 keys), window 2.
-        let op = CausalSoftmax { rows: 2, keys: 4, first_query: 3, key_start: 2, window: Some(2) };
-        let mut scores = vec![1.0f32; 8];
-        op.apply(&mut scores);
-        // Query 3 sees keys 2 and 3; query 4 sees keys 3 and 4.
-        assert_eq!(scores, vec![0.5, 0.5, 0.0, 0.0, 0.0, 0.5, 0.5, 0.0]);
-        let op = CausalSoftmax { rows: 1, keys: 3, first_query: 0, key_start: 0, window: None };
-        let mut scores = vec![5.0f32, -1.0, 7.0];
-        op.apply(&mut scores);
-        assert_eq!(scores, vec![1.0, 0.0, 0.0]);
     }
 }

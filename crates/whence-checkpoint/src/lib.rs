@@ -4,18 +4,23 @@
 //! - [`decoder`]: one memory-bounded decoder for Qwen2, Qwen3, Llama and
 //!   Mistral, computing every position's next-token log-probability in one
 //!   teacher-forced pass;
+//! - [`attention`]: the fused CPU attention kernel (online softmax over
+//!   tiles of keys, all query heads of a KV head together);
 //! - [`weights`]: safetensors loading (single or sharded, f32/bf16/f16).
 
+pub mod attention;
 pub mod config;
 pub mod decoder;
-pub mod encode;
 pub mod kernels;
+pub mod linear;
+pub mod ranks;
 pub mod scorer;
 pub mod weights;
 
 pub use config::{Architecture, Config, SUPPORTED_ARCHITECTURES};
 pub use decoder::Decoder;
 pub use scorer::{device, CheckpointOptions, CheckpointScorer, TemplateMode};
+pub use whence_encode::Encoder;
 
 /// Makes glibc keep and reuse large freed blocks instead of returning them
 /// to the kernel: a forward pass allocates and frees tensors of tens of MB
@@ -46,4 +51,6 @@ pub enum CheckpointError {
     Weights { path: String, message: String },
     #[error("{0}")]
     Model(String),
+    #[error(transparent)]
+    Encoder(#[from] whence_encode::EncoderError),
 }

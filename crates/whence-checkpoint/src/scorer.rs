@@ -11,38 +11,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use sha2::{Digest, Sha256};
-use tokenizers::Tokenizer;
-use whence_core::{Prompt, Record};
+use whence_core::Record;
+use whence_encode::Encoder;
+pub use whence_encode::TemplateMode;
 use whence_score::{ModelInfo, ScoreError, Scorer, TokenLogprobs};
-use whence_template::{ChatTemplate, Message};
 
-use crate::encode::encode;
 use crate::weights::{open_weights, safetensors_files};
 use crate::{CheckpointError, Config, Decoder};
-
-/// How the prompt becomes text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplateMode {
-    /// The checkpoint's chat template when it has one, else `Raw`.
-    Auto,
-    /// Prompt and response as plain concatenated text, tokenized as
-    /// `tokenizer(prompt + response)` does by default (base models); chat
-    /// turns are joined with newlines.
-    Raw,
-    /// A chat template file given by the user.
-    File(PathBuf),
-}
-
-impl std::str::FromStr for TemplateMode {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "auto" => TemplateMode::Auto,
-            "raw" => TemplateMode::Raw,
-            path => TemplateMode::File(PathBuf::from(path)),
-        })
-    }
-}
 
 /// How a checkpoint is run.
 #[derive(Debug, Clone)]
@@ -87,17 +62,11 @@ pub fn device(name: &str) -> Result<Device, CheckpointError> {
     }
 }
 
-enum Renderer {
-    Raw,
-    Chat(ChatTemplate),
-}
-
 /// A checkpoint directory scoring records in-process.
 pub struct CheckpointScorer {
     dir: PathBuf,
     config: Config,
-    tokenizer: Tokenizer,
-    renderer: Renderer,
+    encoder: Encoder,
     options: CheckpointOptions,
     decoder: Option<Decoder>,
     info: ModelInfo,
@@ -105,18 +74,6 @@ pub struct CheckpointScorer {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io { path: path.display().to_string(), source }
-}
-
-/// bos/eos from tokenizer_config.json: strings or AddedToken objects.
-fn special_tokens(dir: &Path) -> (Option<String>, Option<String>) {
-    let Ok(text) = std::fs::read_to_string(dir.join("tokenizer_config.json")) else { return (None, None) };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else { return (None, None) };
-    let token = |key: &str| match value.get(key) {
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(object) => object.get("content").and_then(|c| c.as_str()).map(str::to_string),
-        None => None,
-    };
-    (token("bos_token"), token("eos_token"))
 }
 
 impl std::fmt::Debug for CheckpointScorer {
@@ -137,36 +94,11 @@ impl CheckpointScorer {
             return Err(CheckpointError::Config { path: dir.display().to_string(), message: "is not a checkpoint directory".into() });
         }
         let config = Config::from_dir(dir)?;
-        let tokenizer_path = dir.join("tokenizer.json");
-        if !tokenizer_path.exists() {
-            return Err(CheckpointError::Config {
-                path: tokenizer_path.display().to_string(),
-                message: "is missing; whence needs the fast tokenizer file tokenizer.json".into(),
-            });
-        }
-        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| CheckpointError::Config {
-            path: tokenizer_path.display().to_string(),
-            message: format!("not a valid tokenizer: {e}"),
-        })?;
-        let template_error =
-            |e: whence_template::TemplateError| CheckpointError::Config { path: dir.display().to_string(), message: e.to_string() };
-        let renderer = match &options.template {
-            TemplateMode::Raw => Renderer::Raw,
-            TemplateMode::Auto => match ChatTemplate::from_dir(dir) {
-                Ok(template) => Renderer::Chat(template),
-                Err(whence_template::TemplateError::Missing { .. }) => Renderer::Raw,
-                Err(e) => return Err(template_error(e)),
-            },
-            TemplateMode::File(path) => {
-                let source = std::fs::read_to_string(path).map_err(io(path))?;
-                let (bos, eos) = special_tokens(dir);
-                Renderer::Chat(ChatTemplate::from_source(&source, &path.display().to_string(), bos, eos).map_err(template_error)?)
-            }
-        };
+        let encoder = Encoder::open(dir, &options.template)?;
         let files = safetensors_files(dir)?;
-        let fingerprint = fingerprint(dir, &files, &renderer, &options)?;
+        let fingerprint = fingerprint(dir, &files, &encoder, &options)?;
         let info = ModelInfo { kind: "checkpoint".into(), source: dir.display().to_string(), fingerprint };
-        Ok(CheckpointScorer { dir: dir.to_path_buf(), config, tokenizer, renderer, options, decoder: None, info })
+        Ok(CheckpointScorer { dir: dir.to_path_buf(), config, encoder, options, decoder: None, info })
     }
 
     pub fn config(&self) -> &Config {
@@ -183,34 +115,6 @@ impl CheckpointScorer {
         }
         Ok(self.decoder.as_ref().expect("just loaded"))
     }
-
-    /// The prompt as text, and whether the tokenizer adds its special tokens.
-    fn prompt_text(&self, record: &Record) -> Result<(String, bool), ScoreError> {
-        match &self.renderer {
-            Renderer::Raw => Ok((
-                match &record.prompt {
-                    Prompt::Text(text) => text.clone(),
-                    Prompt::Chat(turns) => turns.iter().map(|t| t.content.as_str()).collect::<Vec<_>>().join("\n"),
-                },
-                true,
-            )),
-            Renderer::Chat(template) => {
-                let messages: Vec<Message> = match &record.prompt {
-                    Prompt::Text(text) => vec![Message { role: "user".into(), content: text.clone(), extra: Default::default() }],
-                    Prompt::Chat(turns) => turns
-                        .iter()
-                        .map(|t| Message { role: t.role.clone(), content: t.content.clone(), extra: Default::default() })
-                        .collect(),
-                };
-                let rendered = template.render(&messages, true, &Default::default()).map_err(|e| ScoreError::InvalidRecord {
-                    location: record.source.to_string(),
-                    field: "prompt".into(),
-                    message: format!("chat template {}: {e}", template.origin()),
-                })?;
-                Ok((rendered, false))
-            }
-        }
-    }
 }
 
 impl Scorer for CheckpointScorer {
@@ -219,9 +123,7 @@ impl Scorer for CheckpointScorer {
     }
 
     fn score(&mut self, record: &Record) -> Result<TokenLogprobs, ScoreError> {
-        let (prompt, add_special_tokens) = self.prompt_text(record)?;
-        let mut encoded = encode(&self.tokenizer, &prompt, &record.response, add_special_tokens)
-            .map_err(|e| ScoreError::Failed(format!("{}: record `{}`: {e}", self.dir.display(), record.id)))?;
+        let mut encoded = self.encoder.encode(record)?;
         let context = self.config.max_position_embeddings;
         if encoded.ids.len() > context {
             if !self.options.truncate {
@@ -236,8 +138,7 @@ impl Scorer for CheckpointScorer {
                     ),
                 });
             }
-            encoded.ids.truncate(context);
-            encoded.spans.truncate(context.saturating_sub(encoded.first_scored));
+            encoded.truncate(context);
         }
         let first = encoded.first_scored;
         let ids = encoded.ids;
@@ -255,25 +156,16 @@ impl Scorer for CheckpointScorer {
     }
 }
 
-/// sha256 over what determines the scores: config.json, tokenizer.json, the
-/// template (or `raw`), the compute dtype, truncation, and per weight file its
+/// sha256 over what determines the scores: config.json, the encoder
+/// (tokenizer.json and the template, or `raw`), the compute dtype, truncation, and per weight file its
 /// name, size, header and its first and last MiB of data.
-fn fingerprint(dir: &Path, files: &[PathBuf], renderer: &Renderer, options: &CheckpointOptions) -> Result<String, CheckpointError> {
+fn fingerprint(dir: &Path, files: &[PathBuf], encoder: &Encoder, options: &CheckpointOptions) -> Result<String, CheckpointError> {
     let mut hasher = Sha256::new();
-    hasher.update(b"whence-checkpoint-v1\0");
-    for name in ["config.json", "tokenizer.json"] {
-        let path = dir.join(name);
-        hasher.update(std::fs::read(&path).map_err(io(&path))?);
-        hasher.update(b"\0");
-    }
-    match renderer {
-        Renderer::Raw => hasher.update(b"template:raw\0"),
-        Renderer::Chat(template) => {
-            hasher.update(b"template:");
-            hasher.update(template.source().as_bytes());
-            hasher.update(b"\0");
-        }
-    }
+    hasher.update(b"whence-checkpoint-v2\0");
+    let config = dir.join("config.json");
+    hasher.update(std::fs::read(&config).map_err(io(&config))?);
+    hasher.update(b"\0");
+    hasher.update(format!("encoder:{}\0", encoder.digest()).as_bytes());
     hasher.update(format!("dtype:{:?}\0truncate:{}\0", options.dtype, options.truncate).as_bytes());
     for file in files {
         let mut handle = std::fs::File::open(file).map_err(io(file))?;

@@ -7,7 +7,9 @@
 //! writes the same file for both engines). Prints one JSON line: load time,
 //! each timed run, tokens/s of the best run, and memory: VmHWM (peak RSS)
 //! after loading, and VmHWM over the scoring runs alone (reset through
-//! /proc/self/clear_refs after loading), VmRSS after loading.
+//! /proc/self/clear_refs after loading), VmRSS after loading. Like the
+//! `whence` binary, it calls `whence_checkpoint::tune_allocator()` first
+//! (unless WHENCE_BENCH_NO_TUNE is set).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -40,6 +42,12 @@ fn main() {
     let runs: usize = args.get(3).map_or(3, |s| s.parse().expect("RUNS"));
     let warmups: usize = args.get(4).map_or(1, |s| s.parse().expect("WARMUPS"));
     let device = Device::Cpu;
+    // As `whence` does at startup (crates/whence-cli/src/main.rs): glibc keeps
+    // large freed blocks for reuse. WHENCE_BENCH_NO_TUNE=1 measures without it.
+    let tuned = std::env::var_os("WHENCE_BENCH_NO_TUNE").is_none();
+    if tuned {
+        whence_checkpoint::tune_allocator();
+    }
 
     let start = Instant::now();
     let config = Config::from_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
@@ -69,7 +77,7 @@ fn main() {
     let threads = candle_core::utils::get_num_threads();
     println!(
         "{{\"engine\":\"whence\",\"length\":{},\"scored\":{},\"threads\":{},\"load_s\":{:.3},\"runs_s\":[{}],\"best_s\":{:.4},\
-\"tokens_per_s\":{:.1},\"rss_after_load\":{},\"peak_rss_load\":{},\"peak_rss_score\":{},\"peak_rss\":{},\"hwm_reset\":{},\"logprob_sum\":{:.4}}}",
+\"tokens_per_s\":{:.1},\"rss_after_load\":{},\"peak_rss_load\":{},\"peak_rss_score\":{},\"peak_rss\":{},\"hwm_reset\":{},\"tuned_allocator\":{},\"logprob_sum\":{:.4}}}",
         ids.len(),
         scored,
         threads,
@@ -82,6 +90,7 @@ fn main() {
         hwm_score,
         hwm_load.max(hwm_score),
         reset,
+        tuned,
         checksum,
     );
 }

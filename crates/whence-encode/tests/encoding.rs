@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use tokenizers::Tokenizer;
-use whence_checkpoint::encode::encode;
+use whence_encode::encode;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/fixtures")
