@@ -12,9 +12,9 @@ mod file;
 mod spec;
 
 pub use file::FileScorer;
-pub use spec::{ScorerSpec, ScorerSpecError};
+pub use spec::{Protocol, ScorerSpec, ScorerSpecError, ServerSpec};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use whence_core::{ByteSpan, Record};
 
 /// The log-probabilities of a response's tokens under one model.
@@ -43,7 +43,7 @@ impl TokenLogprobs {
 
 /// What a scorer is, for the summary: where it reads from and a fingerprint
 /// of the model (or file) so that results can be traced to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// `file`, `checkpoint` or `server`.
     pub kind: String,
@@ -67,6 +67,10 @@ pub enum ScoreError {
     /// checkpoint): nothing can be scored until it is fixed.
     #[error("{0}")]
     InvalidSource(String),
+    /// A record-specific error as an earlier run recorded it (a shard's
+    /// skipped record, replayed by `whence merge`).
+    #[error("{0}")]
+    Recorded(String),
     /// The scorer failed while working (a model or server error).
     #[error("{0}")]
     Failed(String),
@@ -81,7 +85,7 @@ pub enum ScoreError {
 impl ScoreError {
     /// Whether the error concerns one record only (and may be skipped).
     pub fn is_record_specific(&self) -> bool {
-        matches!(self, ScoreError::InvalidRecord { .. } | ScoreError::MissingRecord { .. })
+        matches!(self, ScoreError::InvalidRecord { .. } | ScoreError::MissingRecord { .. } | ScoreError::Recorded(_))
     }
 
     /// Whether the error comes from what the user gave (exit code 2) rather

@@ -1,0 +1,126 @@
+//! `whence serve`: a local checkpoint behind a vLLM-compatible HTTP API, so
+//! that a GPU node can be a scorer without vLLM, and so that the server
+//! client (`whence-remote`) is tested against a real server.
+//!
+//! Endpoints:
+//! - `POST /v1/completions`: vLLM's body (`model`, `prompt` as token ids or
+//!   text, or a list of either; `max_tokens` 0 or 1; `temperature` 0;
+//!   `prompt_logprobs` k ≥ 0). The answer has vLLM's shape: per choice
+//!   `prompt_token_ids` and `prompt_logprobs`, a list whose first entry is
+//!   `null` and whose others map token ids (as strings) to `{logprob, rank,
+//!   decoded_token}`: the actual token's entry plus the top k. With
+//!   `max_tokens` 1 the greedy next token is the choice's `text`.
+//! - `GET /v1/models`, `GET /health`.
+//!
+//! Scores come from the same decoder as the in-process scorer, so they are
+//! the in-process numbers exactly. Each connection has a thread (up to
+//! `max_connections`); requests are scored one at a time (the model uses
+//! every core), so concurrent requests wait in line. A bad request gets a 400 JSON error
+//! (`{"error": {"message", "type", "code"}}`) and the server keeps serving.
+
+mod api;
+mod http;
+mod model;
+
+pub use api::handle;
+pub use model::{Model, PromptScores};
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use whence_checkpoint::CheckpointOptions;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen; 127.0.0.1 unless told otherwise.
+    pub addr: SocketAddr,
+    /// Required as `Authorization: Bearer KEY` when set.
+    pub api_key: Option<String>,
+    /// The model name in `/v1/models` and answers [default: the directory's name].
+    pub model_name: Option<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Connections served at once (each on its own thread; requests are
+    /// scored one at a time); further connections wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            api_key: None,
+            model_name: None,
+            max_body_bytes: 64 << 20,
+            max_connections: 64,
+        }
+    }
+}
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Checkpoint(#[from] whence_checkpoint::CheckpointError),
+    #[error("cannot listen on {addr}: {message}")]
+    Bind { addr: SocketAddr, message: String },
+}
+
+/// A bound server with its model loaded.
+pub struct Server {
+    listener: std::net::TcpListener,
+    model: Arc<Model>,
+    options: ServeOptions,
+}
+
+impl Server {
+    /// Loads the checkpoint and binds the address.
+    pub fn bind(dir: &Path, checkpoint: CheckpointOptions, options: ServeOptions) -> Result<Self, ServeError> {
+        let name = options.model_name.clone().unwrap_or_else(|| {
+            dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()).file_name().map_or("model".into(), |n| n.to_string_lossy().into())
+        });
+        let model = Model::load(dir, checkpoint, name)?;
+        let listener = http::bind(options.addr).map_err(|e| ServeError::Bind { addr: options.addr, message: e.to_string() })?;
+        Ok(Server { listener, model: Arc::new(model), options })
+    }
+
+    /// The address actually bound (port 0 picks a free one).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.options.addr)
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Serves until the process ends.
+    pub fn run(self) {
+        let limits = http::HttpLimits {
+            max_body_bytes: self.options.max_body_bytes,
+            max_header_bytes: 64 << 10,
+            max_connections: self.options.max_connections,
+            idle_timeout: std::time::Duration::from_secs(300),
+        };
+        let model = Arc::clone(&self.model);
+        let api_key = self.options.api_key.clone();
+        http::serve(self.listener, limits, Arc::new(move |request: &ApiRequest| handle(request, &model, api_key.as_deref())));
+    }
+}
+
+/// An HTTP request as the API sees it.
+#[derive(Debug)]
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub authorization: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// An answer: status and JSON body.
+#[derive(Debug)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: String,
+}
