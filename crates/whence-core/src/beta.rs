@@ -50,7 +50,7 @@ impl BetaSearchSettings {
 }
 
 /// One row of the search table: what β_k gave.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BetaStep {
     pub beta: f64,
     pub overlap: f64,

@@ -1,0 +1,144 @@
+//! The report's figures, one module per kind. Each is a [`Plot`]: data in a
+//! plain struct, drawn by one function on any plotters backend, so that the
+//! SVG in the HTML, the SVG file and the PNG file are the same figure.
+//!
+//! - [`trajectory`]: p_T, p_S, p_D of one response against action index over
+//!   bands coloured by label (paper Fig. 2);
+//! - [`profile`]: label fractions by action position, correct against
+//!   incorrect, with the count n_j and token markers (Fig. 3, 4, 7, 13, 14);
+//! - [`beta`]: the β search, histograms per β and the overlap curve (Fig. 6, 8, 9);
+//! - [`differences`]: distributions of p_T − p_D, p_T − p_S, p_S − p_D (Fig. 12);
+//! - [`behaviour`]: the share of each behaviour within each label (Fig. 10);
+//! - [`selection`]: kept against dropped responses per selection strategy;
+//! - [`attribution`]: candidate teachers side by side.
+
+pub mod attribution;
+pub mod behaviour;
+pub mod beta;
+pub mod differences;
+pub mod profile;
+pub mod selection;
+pub mod trajectory;
+
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::style::{render_png, render_svg, DrawResult, Plot, Style};
+use crate::ReportError;
+
+/// A rendered figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// File stem: the figure is written as `NAME.svg` and `NAME.png`.
+    pub name: String,
+    pub title: String,
+    /// What the figure shows and how it was computed (shown under it).
+    pub caption: String,
+    pub svg: String,
+    pub png: Vec<u8>,
+}
+
+/// Renders `plot` to SVG and, at `png_scale`, to PNG.
+pub fn render(plot: &impl Plot, title: &str, caption: String, png_scale: f64) -> Result<Figure, ReportError> {
+    Ok(Figure { name: plot.name(), title: title.to_string(), caption, svg: render_svg(plot)?, png: render_png(plot, png_scale)? })
+}
+
+/// A legend key.
+#[derive(Debug, Clone, Copy)]
+pub enum Key {
+    /// A line, dashed or solid.
+    Line(RGBColor, bool),
+    /// A filled square with an opacity.
+    Square(RGBColor, f64),
+}
+
+/// Draws a legend as a column of keys, top-left in `area`.
+pub fn side_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, style: &Style, top: f64, entries: &[(String, Key)]) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let x = style.ipx(6.0);
+    let mut y = style.ipx(top);
+    let text = style.font(12.0).pos(Pos::new(HPos::Left, VPos::Center));
+    for (label, key) in entries {
+        match *key {
+            Key::Line(colour, false) => {
+                area.draw(&PathElement::new(vec![(x, y), (x + style.ipx(24.0), y)], style.line(colour, 2.0)))?;
+            }
+            Key::Line(colour, true) => {
+                area.draw(&DashedPathElement::new(
+                    vec![(x, y), (x + style.ipx(24.0), y)],
+                    style.px(5.0),
+                    style.px(3.0),
+                    style.line(colour, 2.0),
+                ))?;
+            }
+            Key::Square(colour, alpha) => {
+                let h = style.ipx(6.0);
+                area.draw(&Rectangle::new([(x, y - h), (x + style.ipx(24.0), y + h)], style.fill(colour, alpha)))?;
+            }
+        }
+        area.draw(&Text::new(label.clone(), (x + style.ipx(30.0), y), text.clone()))?;
+        y += style.ipx(20.0);
+    }
+    Ok(())
+}
+
+/// A file-name-safe form of an id: letters, digits, `-`, `_` and `.` kept,
+/// anything else `_`, at most 80 characters.
+/// The y-axis labels of a horizontal chart with one row per name, the first
+/// name at the top (row `y = n − 1`): the name at whole `y`, nothing between.
+pub fn row_labels(names: &[String]) -> impl Fn(&f64) -> String + '_ {
+    let n = names.len();
+    move |y: &f64| {
+        let r = y.round();
+        if (y - r).abs() < 1e-6 && r >= 0.0 && (r as usize) < n {
+            names[n - 1 - r as usize].clone()
+        } else {
+            String::new()
+        }
+    }
+}
+
+pub fn file_safe(id: &str) -> String {
+    let safe: String =
+        id.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).take(80).collect();
+    if safe.is_empty() || safe.starts_with('.') {
+        format!("_{safe}")
+    } else {
+        safe
+    }
+}
+
+/// `k` for thousands: 4096 → `4k`, 6144 → `6k`, 1000 → `1k`, 500 → `500`.
+pub fn tokens_short(tokens: u64) -> String {
+    if tokens >= 1000 && tokens.is_multiple_of(1024) {
+        format!("{}k", tokens / 1024)
+    } else if tokens >= 1000 && tokens.is_multiple_of(1000) {
+        format!("{}k", tokens / 1000)
+    } else {
+        tokens.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_safe() {
+        assert_eq!(file_safe("t000001"), "t000001");
+        assert_eq!(file_safe("../a b/<x>"), "_.._a_b__x_");
+        assert_eq!(file_safe(""), "_");
+    }
+
+    #[test]
+    fn token_markers_read_as_k() {
+        assert_eq!(tokens_short(4096), "4k");
+        assert_eq!(tokens_short(8192), "8k");
+        assert_eq!(tokens_short(3000), "3k");
+        assert_eq!(tokens_short(500), "500");
+    }
+}
