@@ -156,7 +156,7 @@ pub struct ModelArgs {
     pub device: String,
     /// Prompt rendering: auto (the checkpoint's chat template, else raw), raw (plain prompt + response text), or a template FILE
     #[arg(long, default_value = "auto", value_name = "auto|raw|FILE")]
-    pub template: whence_checkpoint::TemplateMode,
+    pub template: whence_encode::TemplateMode,
     /// Score only the first max_position_embeddings tokens of longer sequences instead of failing
     #[arg(long)]
     pub truncate: bool,
@@ -169,9 +169,31 @@ pub struct ModelArgs {
     /// Do not read or write the score cache
     #[arg(long, conflicts_with = "cache")]
     pub no_cache: bool,
+
+    /// Tokenizer (and chat template) directory of a server-scored role: ROLE=DIR (teacher, student, distilled, model, or a candidate's name), or DIR for every server role; repeatable
+    #[arg(long = "tokenizer", value_name = "[ROLE=]DIR", help_heading = "Inference servers")]
+    pub tokenizers: Vec<String>,
+    /// Requests in flight at once per server-scored role, over all its endpoints
+    #[arg(long, default_value = "8", value_name = "N", help_heading = "Inference servers")]
+    pub max_in_flight: usize,
+    /// Longest prompt + response sent to a server, in tokens (longer: an error, or with --truncate the first N are scored)
+    #[arg(long, default_value = "131072", value_name = "TOKENS", help_heading = "Inference servers")]
+    pub max_request_tokens: usize,
+    /// Timeout of one server request, in seconds
+    #[arg(long, default_value = "600", value_name = "SECONDS", help_heading = "Inference servers")]
+    pub request_timeout: f64,
+    /// Retries of a request after a connection error, timeout or 5xx answer (each on the least busy endpoint)
+    #[arg(long, default_value = "8", value_name = "N", help_heading = "Inference servers")]
+    pub retries: u32,
+    /// Wait before the first retry, in seconds; doubled each retry up to 60
+    #[arg(long, default_value = "1", value_name = "SECONDS", help_heading = "Inference servers")]
+    pub retry_wait: f64,
+    /// API key sent to servers as `Authorization: Bearer KEY`
+    #[arg(long, env = "WHENCE_API_KEY", hide_env_values = true, value_name = "KEY", help_heading = "Inference servers")]
+    pub api_key: Option<String>,
 }
 
-fn parse_dtype(s: &str) -> Result<candle_core::DType, String> {
+pub fn parse_dtype(s: &str) -> Result<candle_core::DType, String> {
     match s {
         "f32" => Ok(candle_core::DType::F32),
         "bf16" => Ok(candle_core::DType::BF16),
@@ -180,15 +202,22 @@ fn parse_dtype(s: &str) -> Result<candle_core::DType, String> {
     }
 }
 
-/// Opens scorers as the model flags say, sharing one cache.
+/// Opens scorers as the model flags say, sharing one cache. Checkpoint and
+/// server scorers go through the cache; file scorers do not.
 pub struct ScorerFactory {
     options: Option<whence_checkpoint::CheckpointOptions>,
     args_device: String,
     dtype: candle_core::DType,
-    template: whence_checkpoint::TemplateMode,
+    template: whence_encode::TemplateMode,
     truncate: bool,
     cache_path: Option<PathBuf>,
     cache: Option<std::sync::Arc<whence_cache::ScoreCache>>,
+    /// `whence merge`: the shards' scores instead of the named scorers.
+    replay: Option<crate::shard::Replay>,
+    /// `--tokenizer ROLE=DIR` entries, and the `--tokenizer DIR` for all.
+    tokenizers: Vec<(String, PathBuf)>,
+    default_tokenizer: Option<PathBuf>,
+    client: whence_remote::ClientOptions,
 }
 
 impl ScorerFactory {
@@ -202,6 +231,41 @@ impl ScorerFactory {
             unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
         }
         let cache_path = if args.no_cache { None } else { Some(args.cache.clone().unwrap_or_else(default_cache_path)) };
+        let usage = |message: String| anyhow::Error::from(crate::errors::UsageError(message));
+        let mut tokenizers = Vec::new();
+        let mut default_tokenizer = None;
+        for given in &args.tokenizers {
+            match given.split_once('=') {
+                Some((role, dir)) if !role.is_empty() && role.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)) => {
+                    tokenizers.push((role.to_string(), PathBuf::from(dir)))
+                }
+                _ if default_tokenizer.is_some() => {
+                    return Err(usage(format!(
+                        "--tokenizer `{given}`: a tokenizer for every role is already given; name the role: --tokenizer ROLE=DIR"
+                    )))
+                }
+                _ => default_tokenizer = Some(PathBuf::from(given)),
+            }
+        }
+        let seconds = |flag: &str, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(std::time::Duration::from_secs_f64(value))
+            } else {
+                Err(usage(format!("{flag} `{value}` must be a positive number of seconds")))
+            }
+        };
+        if args.max_in_flight == 0 || args.max_request_tokens == 0 {
+            return Err(usage("--max-in-flight and --max-request-tokens must be at least 1".into()));
+        }
+        let client = whence_remote::ClientOptions {
+            max_in_flight: args.max_in_flight,
+            max_request_tokens: args.max_request_tokens,
+            timeout: seconds("--request-timeout", args.request_timeout)?,
+            retries: args.retries,
+            retry_wait: seconds("--retry-wait", args.retry_wait)?,
+            api_key: args.api_key.clone(),
+            truncate: args.truncate,
+        };
         Ok(ScorerFactory {
             options: None,
             args_device: args.device.clone(),
@@ -210,7 +274,38 @@ impl ScorerFactory {
             truncate: args.truncate,
             cache_path,
             cache: None,
+            replay: None,
+            tokenizers,
+            default_tokenizer,
+            client,
         })
+    }
+
+    /// Replays the shards' scores instead of opening the named scorers.
+    pub fn replaying(mut self, replay: Option<crate::shard::Replay>) -> Self {
+        self.replay = replay;
+        self
+    }
+
+    /// The tokenizer directory of a server-scored role (`key`: teacher,
+    /// student, distilled, model, or a candidate's name).
+    fn tokenizer_dir(&self, key: &str, role: &str, spec: &ScorerSpec) -> anyhow::Result<PathBuf> {
+        if let Some((_, dir)) = self.tokenizers.iter().find(|(name, _)| name == key) {
+            return Ok(dir.clone());
+        }
+        self.default_tokenizer.clone().ok_or_else(|| {
+            crate::errors::UsageError(format!(
+                "the {role} scorer `{spec}` is an inference server, and no tokenizer is given for it\nhint: pass --tokenizer {key}=DIR, DIR being the model's checkpoint (or a directory with its tokenizer.json and tokenizer_config.json): prompts are rendered and tokenized here and sent as token ids"
+            ))
+            .into()
+        })
+    }
+
+    fn wrap<S: Scorer + 'static>(&mut self, scorer: S) -> anyhow::Result<Box<dyn Scorer>> {
+        match self.cache()? {
+            Some(cache) => Ok(Box::new(whence_cache::CachedScorer::new(scorer, cache))),
+            None => Ok(Box::new(scorer)),
+        }
     }
 
     fn checkpoint_options(&mut self) -> anyhow::Result<whence_checkpoint::CheckpointOptions> {
@@ -241,6 +336,9 @@ impl ScorerFactory {
     /// Opens the scorer a role names. Checkpoint scorers go through the
     /// cache; file scorers are already precomputed and do not.
     pub fn open(&mut self, role: &str, spec: &ScorerSpec) -> anyhow::Result<Box<dyn Scorer>> {
+        if let Some(replay) = &mut self.replay {
+            return replay.take(role);
+        }
         match spec {
             ScorerSpec::File(path) => {
                 let scorer = FileScorer::open(path).with_context(|| format!("{role} scorer {spec}"))?;
@@ -253,10 +351,23 @@ impl ScorerFactory {
                     .map_err(|e| crate::errors::UsageError(e.to_string()))
                     .with_context(|| format!("{role} scorer {}", dir.display()))?;
                 tracing::debug!("{role}: checkpoint {} ({})", dir.display(), whence_score::Scorer::info(&scorer).fingerprint);
-                match self.cache()? {
-                    Some(cache) => Ok(Box::new(whence_cache::CachedScorer::new(scorer, cache))),
-                    None => Ok(Box::new(scorer)),
-                }
+                self.wrap(scorer)
+            }
+            ScorerSpec::Server(server) => {
+                let key = role.strip_prefix("candidate ").unwrap_or(role);
+                let dir = self.tokenizer_dir(key, role, spec)?;
+                let encoder = whence_encode::Encoder::open(&dir, &self.template)
+                    .map_err(|e| crate::errors::UsageError(e.to_string()))
+                    .with_context(|| format!("{role} scorer {spec}: tokenizer"))?;
+                let scorer = whence_remote::ServerScorer::open(server, encoder, self.client.clone())
+                    .map_err(|e| if e.is_input_error() { anyhow::Error::from(crate::errors::UsageError(e.to_string())) } else { e.into() })
+                    .with_context(|| format!("{role} scorer {spec}"))?;
+                tracing::debug!(
+                    "{role}: {} ({})",
+                    whence_score::Scorer::info(&scorer).source,
+                    whence_score::Scorer::info(&scorer).fingerprint
+                );
+                self.wrap(scorer)
             }
         }
     }

@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod errors;
 mod progress;
+mod shard;
 
 use std::process::ExitCode;
 
@@ -44,23 +45,49 @@ enum Command {
     Segment(commands::segment::SegmentArgs),
     /// Grade responses against reference answers; print one JSON line per record
     Grade(commands::grade::GradeArgs),
+    /// Serve a checkpoint behind a vLLM-compatible /v1/completions (prompt_logprobs)
+    Serve(commands::serve::ServeArgs),
+    /// Combine the shards of a `--shard K/N` run into what one unsharded run writes
+    Merge(commands::merge::MergeArgs),
+    /// Write the HTML report and the paper figures (SVG, PNG) of a trace, select or attribute run
+    Report(commands::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
+    shard::remember_argv(std::env::args().skip(1).collect());
     let cli = Cli::parse();
     whence_checkpoint::tune_allocator();
     let verbosity = progress::Verbosity::new(cli.verbose, cli.quiet);
     progress::init_logging(verbosity);
     let result = match cli.command {
-        Command::Trace(args) => commands::trace::run(args, verbosity),
-        Command::Select(args) => commands::select::run(args, verbosity),
+        Command::Trace(args) => commands::trace::run(args, verbosity, None),
+        Command::Select(args) => commands::select::run(args, verbosity, None),
         Command::Attribute(args) => commands::attribute::run(args, verbosity),
-        Command::Score(args) => commands::score::run(args, verbosity),
+        Command::Score(args) => commands::score::run(args, verbosity, None),
         Command::Segment(args) => commands::segment::run(args),
         Command::Grade(args) => commands::grade::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Merge(args) => merge(args, verbosity),
+        Command::Report(args) => commands::report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => errors::report(&error),
+    }
+}
+
+/// `whence merge`: the shards' command line, run once more on their scores.
+fn merge(args: commands::merge::MergeArgs, verbosity: progress::Verbosity) -> anyhow::Result<()> {
+    let replay = shard::load(&args.shards)?;
+    let mut argv = replay.argv.clone();
+    argv.extend(["--out".to_string(), args.out.display().to_string()]);
+    let cli = Cli::try_parse_from(&argv)
+        .map_err(|e| errors::UsageError(format!("the shards' command line `{}` does not parse: {e}", argv[1..].join(" "))))?;
+    tracing::info!("merging {} shards of `whence {}`", args.shards.len(), argv[1..].join(" "));
+    match cli.command {
+        Command::Trace(run) => commands::trace::run(run, verbosity, Some(replay)),
+        Command::Select(run) => commands::select::run(run, verbosity, Some(replay)),
+        Command::Score(run) => commands::score::run(run, verbosity, Some(replay)),
+        _ => Err(errors::UsageError("whence merge combines shards of trace, select and score".into()).into()),
     }
 }

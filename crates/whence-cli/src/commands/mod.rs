@@ -2,9 +2,12 @@
 
 pub mod attribute;
 pub mod grade;
+pub mod merge;
+pub mod report;
 pub mod score;
 pub mod segment;
 pub mod select;
+pub mod serve;
 pub mod trace;
 
 use std::io::Write;

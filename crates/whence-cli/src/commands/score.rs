@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use whence_core::Record;
-use whence_pipeline::Progress;
 use whence_score::ScorerSpec;
 
 use crate::args::{parse_scorer, FieldArgs, ModelArgs, ScorerFactory};
@@ -17,15 +16,18 @@ use crate::progress::{Bars, Verbosity};
 /// elsewhere (a GPU node) and analyses reuse it with `--teacher file:OUT`.
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// The model: a checkpoint DIR (or file:PATH, to re-check a scorer file)
+    /// The model: a checkpoint DIR, vllm+URL or sglang+URL (inference servers, with --tokenizer DIR), or file:PATH (to re-check a scorer file)
     #[arg(long, value_parser = parse_scorer)]
     pub model: ScorerSpec,
     /// Records: JSONL or Parquet
     #[arg(long, short)]
     pub input: PathBuf,
-    /// Output JSONL file
+    /// Output JSONL file; with --shard, a directory
     #[arg(long, short)]
     pub out: PathBuf,
+    /// Score only shard K of N (1-based; records split by id) into the --out directory; `whence merge` combines the shards
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::shard::Shard>,
     /// Skip records that cannot be scored (listed on stderr) instead of failing
     #[arg(long)]
     pub skip_invalid: bool,
@@ -35,45 +37,27 @@ pub struct ScoreArgs {
     pub models: ModelArgs,
 }
 
-#[derive(serde::Serialize)]
-struct ScoreLine<'a> {
-    id: &'a str,
-    offsets: Vec<[usize; 2]>,
-    logprobs: &'a [f64],
-}
-
-pub fn run(args: ScoreArgs, verbosity: Verbosity) -> anyhow::Result<()> {
+pub fn run(args: ScoreArgs, verbosity: Verbosity, replay: Option<crate::shard::Replay>) -> anyhow::Result<()> {
     let set = args.fields.read(&args.input, args.skip_invalid, false)?;
-    let mut factory = ScorerFactory::new(&args.models)?;
-    let mut scorer = factory.open("model", &args.model)?;
+    let mut factory = ScorerFactory::new(&args.models)?.replaying(replay);
+    let scorer = factory.open("model", &args.model)?;
     let bars = Bars::new(verbosity);
-    let records: Vec<&Record> = set.records.iter().collect();
-    bars.start("model", records.len() as u64);
-    let mut lines = Vec::with_capacity(records.len());
-    let mut skipped = 0usize;
-    for chunk in records.chunks(16) {
-        let mut tokens = 0;
-        for (record, result) in chunk.iter().zip(scorer.score_batch(chunk)) {
-            match result {
-                Ok(scores) => {
-                    tokens += scores.spans.len() as u64;
-                    let line = ScoreLine {
-                        id: &record.id,
-                        offsets: scores.spans.iter().map(|s| [s.start, s.end]).collect(),
-                        logprobs: &scores.logprobs,
-                    };
-                    lines.push(serde_json::to_string(&line)?);
-                }
-                Err(error) if args.skip_invalid && error.is_record_specific() => {
-                    tracing::warn!("skipped {}: {error}", record.source);
-                    skipped += 1;
-                }
-                Err(error) => return Err(error).with_context(|| format!("scoring {}", record.source)),
-            }
-        }
-        bars.advance(chunk.len() as u64, tokens);
+    if let Some(shard) = args.shard {
+        return crate::shard::write_shard(
+            "score",
+            shard,
+            &args.input,
+            &set.records,
+            vec![("model", scorer)],
+            args.skip_invalid,
+            &args.out,
+            &bars,
+        );
     }
-    bars.finish();
+    let mut scorer = scorer;
+    let records: Vec<&Record> = set.records.iter().collect();
+    let (lines, failures) = crate::shard::score_all("model", scorer.as_mut(), &records, args.skip_invalid, &bars)?;
+    let skipped = failures.len();
     whence_io::write_atomic(&args.out, |writer| {
         for line in &lines {
             writer.write_all(line.as_bytes())?;

@@ -23,16 +23,19 @@ pub struct SelectArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Teacher scorer: a checkpoint DIR, or file:PATH of precomputed log-probabilities
+    /// Teacher scorer: a checkpoint DIR, vllm+URL[,URL…] or sglang+URL[,URL…] (inference servers; see --tokenizer), or file:PATH of precomputed log-probabilities
     #[arg(long, value_parser = parse_scorer, help_heading = "Models")]
     pub teacher: ScorerSpec,
     /// Student scorer (the model to be distilled)
     #[arg(long, value_parser = parse_scorer, help_heading = "Models")]
     pub student: ScorerSpec,
 
-    /// Output file for the kept records (same format as the input)
+    /// Output file for the kept records (same format as the input); with --shard, a directory
     #[arg(long, short)]
     pub out: PathBuf,
+    /// Score only shard K of N (1-based; records split by id) into the --out directory; `whence merge` combines the shards
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::shard::Shard>,
 
     /// Which response to keep per question
     #[arg(long, default_value = "teacher-count", value_parser = parse_strategy, help_heading = "Method",
@@ -55,7 +58,7 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
     s.parse().map_err(|e: whence_core::select::UnknownStrategy| e.to_string())
 }
 
-pub fn run(args: SelectArgs, verbosity: Verbosity) -> anyhow::Result<()> {
+pub fn run(args: SelectArgs, verbosity: Verbosity, replay: Option<crate::shard::Replay>) -> anyhow::Result<()> {
     let settings = SelectSettings {
         strategy: args.strategy,
         seed: args.seed,
@@ -64,9 +67,23 @@ pub fn run(args: SelectArgs, verbosity: Verbosity) -> anyhow::Result<()> {
         skip_invalid: args.input.skip_invalid,
     };
     let input = args.input.read(false)?;
-    let mut factory = ScorerFactory::new(&args.models)?;
+    let mut factory = ScorerFactory::new(&args.models)?.replaying(replay);
     let mut teacher = factory.open("teacher", &args.teacher)?;
     let mut student = factory.open("student", &args.student)?;
+    if let Some(shard) = args.shard {
+        let roles = vec![("teacher", teacher), ("student", student)];
+        let bars = Bars::new(verbosity);
+        return crate::shard::write_shard(
+            "select",
+            shard,
+            &args.input.input,
+            &input.records,
+            roles,
+            args.input.skip_invalid,
+            &args.out,
+            &bars,
+        );
+    }
     let output: SelectOutput = run_select(input, teacher.as_mut(), student.as_mut(), &settings, &Bars::new(verbosity))?;
     let [records, summary] = output.write(&args.out)?;
     let s = &output.summary;

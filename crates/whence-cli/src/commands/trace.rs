@@ -17,7 +17,9 @@ use crate::progress::{Bars, Verbosity};
 /// Label every action of distilled-model responses.
 ///
 /// Each role is a scorer: a Hugging Face checkpoint directory scored
-/// in-process (model by model, through the score cache), or `file:PATH` of
+/// in-process (model by model, through the score cache), inference-server
+/// endpoints (`vllm+http://HOST:PORT/v1`, `sglang+http://HOST:PORT`, several
+/// separated by commas; with `--tokenizer ROLE=DIR`), or `file:PATH` of
 /// precomputed token log-probabilities (JSONL lines `{"id", "offsets",
 /// "logprobs"}`). Writes DIR/actions.*, DIR/trajectories.*, DIR/positions.*
 /// and DIR/summary.json.
@@ -26,7 +28,7 @@ pub struct TraceArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Teacher scorer (M_T): a checkpoint DIR, or file:PATH of precomputed log-probabilities
+    /// Teacher scorer (M_T): a checkpoint DIR, vllm+URL[,URL…] or sglang+URL[,URL…] (inference servers; see --tokenizer), or file:PATH of precomputed log-probabilities
     #[arg(long, value_parser = parse_scorer, help_heading = "Models")]
     pub teacher: ScorerSpec,
     /// Original student scorer (M_S, before distillation)
@@ -42,6 +44,9 @@ pub struct TraceArgs {
     /// Table format
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: FormatArg,
+    /// Score only shard K of N (1-based; records split by id) into the --out directory; `whence merge` combines the shards
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::shard::Shard>,
 
     /// α: all three probabilities within α make an action `shared`
     #[arg(long, default_value = "0.1", value_parser = parse_threshold, help_heading = "Method")]
@@ -61,7 +66,7 @@ pub struct TraceArgs {
     pub grading: GradingArgs,
 }
 
-pub fn run(args: TraceArgs, verbosity: Verbosity) -> anyhow::Result<()> {
+pub fn run(args: TraceArgs, verbosity: Verbosity, replay: Option<crate::shard::Replay>) -> anyhow::Result<()> {
     let settings = TraceSettings {
         alpha: args.alpha,
         beta: args.beta,
@@ -71,10 +76,24 @@ pub fn run(args: TraceArgs, verbosity: Verbosity) -> anyhow::Result<()> {
         fallback: args.grading.fallback,
     };
     let input = args.input.read(false)?;
-    let mut factory = ScorerFactory::new(&args.models)?;
+    let mut factory = ScorerFactory::new(&args.models)?.replaying(replay);
     let mut teacher = factory.open("teacher", &args.teacher)?;
     let mut student = factory.open("student", &args.student)?;
     let mut distilled = factory.open("distilled", &args.distilled)?;
+    if let Some(shard) = args.shard {
+        let roles = vec![("teacher", teacher), ("student", student), ("distilled", distilled)];
+        let bars = Bars::new(verbosity);
+        return crate::shard::write_shard(
+            "trace",
+            shard,
+            &args.input.input,
+            &input.records,
+            roles,
+            args.input.skip_invalid,
+            &args.out,
+            &bars,
+        );
+    }
     let scorers = TraceScorers { teacher: teacher.as_mut(), student: student.as_mut(), distilled: distilled.as_mut() };
     let output = run_trace(input, scorers, &settings, &Bars::new(verbosity))?;
     let written = output.write(&args.out, args.format.into()).with_context(|| format!("writing {}", args.out.display()))?;

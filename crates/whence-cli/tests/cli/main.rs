@@ -4,7 +4,10 @@ mod attribute;
 mod bad_input;
 mod checkpoint;
 mod real_data;
+mod report;
 mod select;
+mod server;
+mod shard;
 mod trace;
 
 use std::path::{Path, PathBuf};

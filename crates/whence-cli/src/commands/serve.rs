@@ -1,0 +1,79 @@
+//! `whence serve`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::args::parse_dtype;
+
+/// Serve a local checkpoint behind a vLLM-compatible API, so that a GPU
+/// node can be a scorer without vLLM: `POST /v1/completions` with
+/// `prompt_logprobs` (token-id or text prompts), `GET /v1/models`,
+/// `GET /health`. Point scoring runs at it with
+/// `--teacher vllm+http://HOST:PORT/v1 --tokenizer teacher=DIR`.
+///
+/// Requests are scored one at a time (the model uses every core);
+/// concurrent ones wait in line. Logs one line per request on stderr.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Checkpoint directory (config.json, tokenizer.json, safetensors)
+    pub checkpoint: PathBuf,
+    /// Address to listen on; 127.0.0.1 unless told otherwise (0.0.0.0: every interface)
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (0: any free port, printed at start)
+    #[arg(long, default_value = "8000")]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every request but /health
+    #[arg(long, env = "WHENCE_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Model name in /v1/models and answers [default: the checkpoint directory's name]
+    #[arg(long, value_name = "NAME")]
+    pub served_model_name: Option<String>,
+    /// Largest request body accepted, in bytes
+    #[arg(long, default_value = "67108864", value_name = "BYTES")]
+    pub max_body_bytes: usize,
+    /// Connections served at once (requests are scored one at a time; more connections wait to be accepted)
+    #[arg(long, default_value = "64", value_name = "N")]
+    pub max_connections: usize,
+    /// Compute dtype: f32 (exact; fastest on CPU), bf16, f16
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: candle_core::DType,
+    /// Device: cpu, cuda, cuda:N, metal (cuda/metal need the cargo feature)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CPU threads [default: all cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            return Err(crate::errors::UsageError("--threads must be at least 1".into()).into());
+        }
+        // SAFETY: set once at start-up, before any thread is spawned.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+    let device = whence_checkpoint::device(&args.device).map_err(|e| crate::errors::UsageError(e.to_string()))?;
+    let checkpoint = whence_checkpoint::CheckpointOptions { dtype: args.dtype, device, ..Default::default() };
+    let options = whence_serve::ServeOptions {
+        addr: SocketAddr::new(args.host, args.port),
+        api_key: args.api_key,
+        model_name: args.served_model_name,
+        max_body_bytes: args.max_body_bytes,
+        max_connections: args.max_connections,
+    };
+    let server = whence_serve::Server::bind(&args.checkpoint, checkpoint, options)
+        .map_err(|e| match e {
+            whence_serve::ServeError::Checkpoint(e) => anyhow::Error::from(crate::errors::UsageError(e.to_string())),
+            other => other.into(),
+        })
+        .with_context(|| format!("serving {}", args.checkpoint.display()))?;
+    // Tests and scripts read this line for the port.
+    eprintln!("whence serve: `{}` listening on http://{}/v1", server.model().name(), server.local_addr());
+    server.run();
+    Ok(())
+}
