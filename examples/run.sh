@@ -24,6 +24,8 @@ mkdir -p "$out"
   --student "file:$data/student.jsonl" \
   --out "$out/selected.jsonl"
 
+"$whence" report "$out/trace" --quiet
+
 echo
 echo "summary of the trace ($out/trace/summary.json):"
 python3 - "$out/trace/summary.json" <<'PY' 2>/dev/null || cat "$out/trace/summary.json"
@@ -34,3 +36,5 @@ for label, n in s["label_counts"].items():
     if n:
         print(f"  {label:9} {n:6}  {100 * n / s['actions']:5.1f}%")
 PY
+echo
+echo "report: $out/trace/report/index.html (figures in $out/trace/report/figures/)"
