@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Trace(args) => commands::trace::run(args, verbosity, None),
         Command::Select(args) => commands::select::run(args, verbosity, None),
-        Command::Attribute(args) => commands::attribute::run(args, verbosity),
+        Command::Attribute(args) => commands::attribute::run(args, verbosity, None),
         Command::Score(args) => commands::score::run(args, verbosity, None),
         Command::Segment(args) => commands::segment::run(args),
         Command::Grade(args) => commands::grade::run(args),
@@ -88,6 +88,7 @@ fn merge(args: commands::merge::MergeArgs, verbosity: progress::Verbosity) -> an
         Command::Trace(run) => commands::trace::run(run, verbosity, Some(replay)),
         Command::Select(run) => commands::select::run(run, verbosity, Some(replay)),
         Command::Score(run) => commands::score::run(run, verbosity, Some(replay)),
-        _ => Err(errors::UsageError("whence merge combines shards of trace, select and score".into()).into()),
+        Command::Attribute(run) => commands::attribute::run(run, verbosity, Some(replay)),
+        _ => Err(errors::UsageError("whence merge combines shards of trace, select, attribute and score".into()).into()),
     }
 }

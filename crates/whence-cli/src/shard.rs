@@ -1,4 +1,4 @@
-//! Sharding: `--shard K/N` on `trace`, `select` and `score` scores a
+//! Sharding: `--shard K/N` on `trace`, `select`, `attribute` and `score` scores a
 //! deterministic 1/N of the records, and `whence merge` turns the N shard
 //! directories into exactly what one unsharded run writes.
 //!
@@ -6,7 +6,8 @@
 //! `N`. Scoring is the expensive part and is what is split; the analysis
 //! (β search over all trajectories, selection per question, profiles) needs
 //! every record, so a shard run writes, in its `--out` directory, each
-//! role's token log-probabilities (`scores/ROLE.jsonl`, the `file:` format)
+//! role's token log-probabilities (`scores/ROLE.jsonl`, the `file:` format;
+//! an attribution candidate NAME is the role `candidate-NAME`)
 //! and `shard.json`: the command line, the input's sha256, the models'
 //! descriptions and the records each role could not score. `whence merge`
 //! checks that the shards belong together, re-reads the input, and runs the
@@ -83,6 +84,13 @@ fn argv_without_shard_and_out() -> Vec<String> {
         }
     }
     kept
+}
+
+/// The file, under a shard's `scores/`, of a role's scores (`candidate r1`
+/// is written `candidate-r1.jsonl`: candidate names are letters, digits,
+/// `_`, `-` and `.`).
+fn scores_file(role: &str) -> String {
+    format!("{}.jsonl", role.replace(' ', "-"))
 }
 
 /// One role that could not score a record (kept with `--skip-invalid`).
@@ -208,7 +216,7 @@ pub fn write_shard(
     let mut described = Vec::new();
     for (role, mut scorer) in roles {
         let (lines, failures) = score_all(role, scorer.as_mut(), &mine, skip_invalid, progress)?;
-        let path = out.join("scores").join(format!("{role}.jsonl"));
+        let path = out.join("scores").join(scores_file(role));
         whence_io::write_atomic(&path, |writer| {
             for line in &lines {
                 writer.write_all(line.as_bytes())?;
@@ -350,12 +358,12 @@ pub fn load(dirs: &[PathBuf]) -> anyhow::Result<Replay> {
     std::fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
     let mut scorers = BTreeMap::new();
     for role in &first.roles {
-        let combined = dir.0.join(format!("{}.jsonl", role.role));
+        let combined = dir.0.join(scores_file(&role.role));
         let mut file =
             std::io::BufWriter::new(std::fs::File::create(&combined).with_context(|| format!("writing {}", combined.display()))?);
         let mut failures = HashMap::new();
         for (manifest, shard_dir) in manifests.iter().zip(dirs) {
-            let path = shard_dir.join("scores").join(format!("{}.jsonl", role.role));
+            let path = shard_dir.join("scores").join(scores_file(&role.role));
             let mut part = std::fs::File::open(&path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
             std::io::copy(&mut part, &mut file).with_context(|| format!("reading {}", path.display()))?;
             let entry = manifest.roles.iter().find(|r| r.role == role.role).expect("checked: same roles");

@@ -39,6 +39,9 @@ pub struct AttributeArgs {
     /// Output directory
     #[arg(long, short)]
     pub out: PathBuf,
+    /// Score only shard K of N (1-based; records split by id) into the --out directory; `whence merge` combines the shards
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::shard::Shard>,
     /// Table format
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: FormatArg,
@@ -85,7 +88,7 @@ fn parse_candidates(given: &[String]) -> anyhow::Result<Vec<(String, ScorerSpec)
     Ok(candidates)
 }
 
-pub fn run(args: AttributeArgs, verbosity: Verbosity) -> anyhow::Result<()> {
+pub fn run(args: AttributeArgs, verbosity: Verbosity, replay: Option<crate::shard::Replay>) -> anyhow::Result<()> {
     let specs = parse_candidates(&args.candidates)?;
     let settings = AttributeSettings {
         alpha: args.alpha,
@@ -96,12 +99,28 @@ pub fn run(args: AttributeArgs, verbosity: Verbosity) -> anyhow::Result<()> {
         fallback: args.grading.fallback,
     };
     let input = args.input.read(false)?;
-    let mut factory = ScorerFactory::new(&args.models)?;
+    let mut factory = ScorerFactory::new(&args.models)?.replaying(replay);
     let mut distilled = factory.open("distilled", &args.distilled)?;
     let mut student = factory.open("student", &args.student)?;
+    let roles: Vec<String> = specs.iter().map(|(name, _)| format!("candidate {name}")).collect();
     let mut scorers = Vec::with_capacity(specs.len());
-    for (name, spec) in &specs {
-        scorers.push((name.clone(), factory.open(&format!("candidate {name}"), spec)?));
+    for ((name, spec), role) in specs.iter().zip(&roles) {
+        scorers.push((name.clone(), factory.open(role, spec)?));
+    }
+    if let Some(shard) = args.shard {
+        let mut all = vec![("distilled", distilled), ("student", student)];
+        all.extend(roles.iter().map(String::as_str).zip(scorers.into_iter().map(|(_, scorer)| scorer)));
+        let bars = Bars::new(verbosity);
+        return crate::shard::write_shard(
+            "attribute",
+            shard,
+            &args.input.input,
+            &input.records,
+            all,
+            args.input.skip_invalid,
+            &args.out,
+            &bars,
+        );
     }
     let candidates = scorers.iter_mut().map(|(name, scorer)| Candidate { name: name.clone(), scorer: scorer.as_mut() }).collect();
     let output = run_attribute(input, distilled.as_mut(), student.as_mut(), candidates, &settings, &Bars::new(verbosity))?;

@@ -115,6 +115,31 @@ fn sharded_select_and_score_merge_into_the_unsharded_outputs_with_skipped_record
 }
 
 #[test]
+fn sharded_attribute_merges_into_the_unsharded_outputs() {
+    let scratch = Scratch::new("shard-attribute");
+    let file = |name: &str| format!("file:{}", example(name).display());
+    let args: Vec<String> = vec![
+        "-q".into(),
+        "attribute".into(),
+        example("records.jsonl").display().to_string(),
+        "--distilled".into(),
+        file("distilled.jsonl"),
+        "--student".into(),
+        file("student.jsonl"),
+        "--candidate".into(),
+        format!("spurious={}", file("student.jsonl")),
+        "--candidate".into(),
+        format!("true={}", file("teacher.jsonl")),
+    ];
+    let (full, merged) = run_sharded(&scratch, &args, 3, "");
+    assert_identical_dirs(&full, &merged);
+    let manifest = read_json(&scratch.join("shard1").join("shard.json"));
+    let roles: Vec<&str> = manifest["roles"].as_array().unwrap().iter().map(|r| r["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["distilled", "student", "candidate spurious", "candidate true"]);
+    assert!(scratch.join("shard1").join("scores").join("candidate-true.jsonl").is_file());
+}
+
+#[test]
 fn merge_refuses_shards_that_do_not_belong_together() {
     let scratch = Scratch::new("shard-bad");
     let mut base = vec!["-q".to_string(), "trace".into(), example("records.jsonl").display().to_string()];
