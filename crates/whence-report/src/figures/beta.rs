@@ -4,6 +4,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{side_legend, Key};
 use crate::load::{BetaSearchJson, BetaStepJson};
@@ -160,10 +161,15 @@ impl Plot for BetaPlot {
                 style.px(7.0),
                 ShapeStyle { color: INK.to_rgba(), filled: false, stroke_width: style.px(2.0) },
             )))?;
+            // At the top of the dashed line, on the side of the plot's
+            // middle: above every curve (the highest point is at o_max / 1.1).
+            let horizontal = if step.beta > (lo + hi) / 2.0 { HPos::Right } else { HPos::Left };
+            let x = step.beta + if matches!(horizontal, HPos::Right) { -pad * 0.3 } else { pad * 0.3 };
+            let (vertical, y) = (VPos::Top, o_max * 0.99);
             chart.draw_series(std::iter::once(Text::new(
                 format!("chosen β = {:.2}", step.beta),
-                (step.beta, step.overlap + o_max * 0.08),
-                style.font(12.0),
+                (x, y),
+                style.font(12.0).pos(Pos::new(horizontal, vertical)),
             )))?;
         }
 

@@ -102,7 +102,11 @@ impl Plot for DifferencesPlot {
                 }
             }
         }
-        let note = format!("dashed: ±α = {} (purple, all three panels), ±β = {} (orange, p_T − p_S)", self.alpha, self.beta);
+        let note = if self.alpha == self.beta {
+            format!("dashed: ±α = {} (purple), ±β = {} (orange, p_T − p_S, drawn over ±α there)", self.alpha, self.beta)
+        } else {
+            format!("dashed: ±α = {} (purple, all three panels), ±β = {} (orange, p_T − p_S)", self.alpha, self.beta)
+        };
         foot.draw(&Text::new(note, (style.ipx(60.0), style.ipx(4.0)), style.font(11.5)))?;
         Ok(())
     }
