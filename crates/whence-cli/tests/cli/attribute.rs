@@ -5,22 +5,9 @@ fn the_true_teacher_ranks_first() {
     // The example's student file stands in for a spurious teacher: as a
     // candidate it explains few actions as teacher-originated.
     let scratch = Scratch::new("attribute");
-    let output = ok(whence([
-        "attribute".to_string(),
-        example("records.jsonl").display().to_string(),
-        "--distilled".into(),
-        format!("file:{}", example("distilled.jsonl").display()),
-        "--student".into(),
-        format!("file:{}", example("student.jsonl").display()),
-        "--candidate".into(),
-        format!("spurious=file:{}", example("student.jsonl").display()),
-        "--candidate".into(),
-        format!("true=file:{}", example("teacher.jsonl").display()),
-        "--out".into(),
-        scratch.0.display().to_string(),
-        "--format".into(),
-        "jsonl".into(),
-    ]));
+    let mut args = example_attribution();
+    args.extend(["--out".into(), scratch.0.display().to_string(), "--format".into(), "jsonl".into()]);
+    let output = ok(whence(&args));
     assert!(output.contains("ranked by teacher_share - student_share"), "{output}");
     let summary = read_json(&scratch.join("attribution.json"));
     assert_eq!(summary["ranking"], serde_json::json!(["true", "spurious"]));

@@ -118,6 +118,24 @@ pub fn example_scorers() -> Vec<String> {
     ]
 }
 
+/// `attribute` on the example, without `--out`: the example's student file
+/// stands in for a spurious candidate teacher beside the true one.
+pub fn example_attribution() -> Vec<String> {
+    let file = |name: &str| format!("file:{}", example(name).display());
+    vec![
+        "attribute".into(),
+        example("records.jsonl").display().to_string(),
+        "--distilled".into(),
+        file("distilled.jsonl"),
+        "--student".into(),
+        file("student.jsonl"),
+        "--candidate".into(),
+        format!("spurious={}", file("student.jsonl")),
+        "--candidate".into(),
+        format!("true={}", file("teacher.jsonl")),
+    ]
+}
+
 #[test]
 fn help_snapshots() {
     insta::assert_snapshot!("help", stdout(&whence(["--help"])));

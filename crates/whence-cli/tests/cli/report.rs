@@ -18,7 +18,7 @@ fn example_runs(dir: &Path) {
     ok(whence(&trace));
     ok(whence([
         "select".to_string(),
-        records.clone(),
+        records,
         "--teacher".into(),
         file("teacher.jsonl"),
         "--student".into(),
@@ -26,20 +26,9 @@ fn example_runs(dir: &Path) {
         "--out".into(),
         dir.join("selected.jsonl").display().to_string(),
     ]));
-    ok(whence([
-        "attribute".to_string(),
-        records,
-        "--distilled".into(),
-        file("distilled.jsonl"),
-        "--student".into(),
-        file("student.jsonl"),
-        "--candidate".into(),
-        format!("spurious={}", file("student.jsonl")),
-        "--candidate".into(),
-        format!("true={}", file("teacher.jsonl")),
-        "--out".into(),
-        dir.display().to_string(),
-    ]));
+    let mut attribute = example_attribution();
+    attribute.extend(["--out".into(), dir.display().to_string()]);
+    ok(whence(&attribute));
 }
 
 /// The Chromium binary, or `None` (and a message) when it is absent outside CI.

@@ -117,20 +117,8 @@ fn sharded_select_and_score_merge_into_the_unsharded_outputs_with_skipped_record
 #[test]
 fn sharded_attribute_merges_into_the_unsharded_outputs() {
     let scratch = Scratch::new("shard-attribute");
-    let file = |name: &str| format!("file:{}", example(name).display());
-    let args: Vec<String> = vec![
-        "-q".into(),
-        "attribute".into(),
-        example("records.jsonl").display().to_string(),
-        "--distilled".into(),
-        file("distilled.jsonl"),
-        "--student".into(),
-        file("student.jsonl"),
-        "--candidate".into(),
-        format!("spurious={}", file("student.jsonl")),
-        "--candidate".into(),
-        format!("true={}", file("teacher.jsonl")),
-    ];
+    let mut args = vec!["-q".to_string()];
+    args.extend(example_attribution());
     let (full, merged) = run_sharded(&scratch, &args, 3, "");
     assert_identical_dirs(&full, &merged);
     let manifest = read_json(&scratch.join("shard1").join("shard.json"));
