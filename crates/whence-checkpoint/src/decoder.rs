@@ -1,5 +1,6 @@
 //! One decoder for Qwen2, Qwen3, Llama and Mistral, made for scoring: a
-//! teacher-forced pass over all positions, no KV cache, and bounded memory.
+//! teacher-forced pass over all positions, no KV cache, and bounded memory
+//! (decoding with a KV cache is [`crate::generate`]'s).
 //!
 //! Nothing of size `[sequence × vocabulary]` or `[heads × sequence ×
 //! sequence]` is ever built: attention runs over blocks of queries, the MLP
@@ -21,14 +22,14 @@ use rayon::prelude::*;
 use crate::config::Config;
 
 /// The values of a contiguous f32 CPU tensor, borrowed.
-struct CpuF32<'a> {
+pub(crate) struct CpuF32<'a> {
     storage: candle_core::StorageRef<'a>,
     start: usize,
     end: usize,
 }
 
 impl CpuF32<'_> {
-    fn values(&self) -> &[f32] {
+    pub(crate) fn values(&self) -> &[f32] {
         match &*self.storage {
             candle_core::Storage::Cpu(candle_core::CpuStorage::F32(values)) => &values[self.start..self.end],
             _ => &[],
@@ -36,7 +37,7 @@ impl CpuF32<'_> {
     }
 }
 
-fn cpu_f32(tensor: &Tensor) -> Result<CpuF32<'_>> {
+pub(crate) fn cpu_f32(tensor: &Tensor) -> Result<CpuF32<'_>> {
     let (storage, layout) = tensor.storage_and_layout();
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("expected a contiguous tensor, got layout {layout:?}");
@@ -97,27 +98,27 @@ impl RunningLogsumexp {
 
 type Result<T> = candle_core::Result<T>;
 
-struct Attention {
+pub(crate) struct Attention {
     /// q, k and v projections fused into one (rows: q, then k, then v).
     qkv: Linear,
-    o: Linear,
+    pub(crate) o: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    window: Option<usize>,
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) window: Option<usize>,
 }
 
-struct Mlp {
+pub(crate) struct Mlp {
     /// gate and up projections fused into one (rows: gate, then up).
     gate_up: Linear,
-    intermediate: usize,
+    pub(crate) intermediate: usize,
     down: Linear,
 }
 
 /// `layer.forward(x)`, with [`crate::linear::linear`] for f32 on the CPU.
-fn forward_linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+pub(crate) fn forward_linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     let w = layer.weight();
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     if !(f32_cpu(x) && f32_cpu(w) && layer.bias().is_none_or(f32_cpu) && x.rank() == 2) {
@@ -150,23 +151,23 @@ fn fuse(parts: &[Linear]) -> Result<Linear> {
     Ok(Linear::new(weight, bias))
 }
 
-struct Layer {
-    input_norm: RmsNorm,
-    attention: Attention,
-    post_attention_norm: RmsNorm,
-    mlp: Mlp,
+pub(crate) struct Layer {
+    pub(crate) input_norm: RmsNorm,
+    pub(crate) attention: Attention,
+    pub(crate) post_attention_norm: RmsNorm,
+    pub(crate) mlp: Mlp,
 }
 
 /// A loaded model, ready to score token sequences.
 pub struct Decoder {
-    embed: Embedding,
-    layers: Vec<Layer>,
-    norm: RmsNorm,
-    head: Tensor,
+    pub(crate) embed: Embedding,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) norm: RmsNorm,
+    pub(crate) head: Tensor,
     inverse_frequencies: Vec<f64>,
     dtype: DType,
     device: Device,
-    vocab_size: usize,
+    pub(crate) vocab_size: usize,
 }
 
 impl Attention {
@@ -206,14 +207,26 @@ impl Attention {
         }
     }
 
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        let t = x.dim(0)?;
+    /// q `[heads, T, head_dim]`, k and v `[kv_heads, T, head_dim]` of the
+    /// rows of `x`, normed and rotated (row `i` at the position of `cos`/`sin` row `i`).
+    pub(crate) fn project(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (q_width, kv_width) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
         let qkv = forward_linear(&self.qkv, x)?;
         let q = self.heads_of(qkv.narrow(1, 0, q_width)?, self.q_norm.as_ref(), self.heads, Some((cos, sin)))?;
         let k = self.heads_of(qkv.narrow(1, q_width, kv_width)?, self.k_norm.as_ref(), self.kv_heads, Some((cos, sin)))?;
         let v = self.heads_of(qkv.narrow(1, q_width + kv_width, kv_width)?, None, self.kv_heads, None)?;
+        Ok((q, k, v))
+    }
+
+    /// Self-attention over all rows of `x`; with `keep`, the rows' keys and
+    /// values (`[kv_heads, T, head_dim]`) are handed out for a KV cache.
+    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, keep: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor> {
+        let t = x.dim(0)?;
+        let (q, k, v) = self.project(x, cos, sin)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
+        if let Some(keep) = keep {
+            *keep = Some((k.clone(), v.clone()));
+        }
         if x.device().is_cpu() {
             let out = self.fused(&q, &k, &v, t, scale as f32)?.to_dtype(x.dtype())?;
             return forward_linear(&self.o, &out);
@@ -292,7 +305,7 @@ impl Mlp {
         Ok(Mlp { gate_up: fuse(&[gate, up])?, intermediate: i, down: candle_nn::linear_b(i, h, config.mlp_bias, vb.pp("down_proj"))? })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate_up = forward_linear(&self.gate_up, x)?;
         if gate_up.device().is_cpu() && gate_up.dtype() == DType::F32 {
             // silu(gate)·up in one pass over each row, into a contiguous tensor.
@@ -309,8 +322,15 @@ impl Mlp {
 }
 
 impl Layer {
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, intermediate: usize) -> Result<Tensor> {
-        let attended = self.attention.forward(&self.input_norm.forward(x)?, cos, sin)?;
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        intermediate: usize,
+        keep: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let attended = self.attention.forward(&self.input_norm.forward(x)?, cos, sin, keep)?;
         let x = (x + attended)?;
         // The MLP over blocks of positions: its intermediate activations are
         // the largest tensors of a layer.
@@ -371,10 +391,15 @@ impl Decoder {
     }
 
     fn rope_tables(&self, t: usize) -> Result<(Tensor, Tensor)> {
-        let half = self.inverse_frequencies.len();
+        self.rope_rows(&(0..t).collect::<Vec<_>>())
+    }
+
+    /// cos and sin tables with one row per entry of `positions`.
+    pub(crate) fn rope_rows(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
+        let (t, half) = (positions.len(), self.inverse_frequencies.len());
         let mut cos = Vec::with_capacity(t * half);
         let mut sin = Vec::with_capacity(t * half);
-        for position in 0..t {
+        for &position in positions {
             for &frequency in &self.inverse_frequencies {
                 // f32 angles, as transformers computes them.
                 let angle = (position as f32) * (frequency as f32);
@@ -493,7 +518,7 @@ impl Decoder {
         let (cos, sin) = self.rope_tables(t)?;
         let intermediate = self.layers.first().map_or(1, |l| l.mlp.intermediate);
         for layer in &self.layers {
-            x = layer.forward(&x, &cos, &sin, intermediate)?;
+            x = layer.forward(&x, &cos, &sin, intermediate, None)?;
         }
         // Only the positions that predict a wanted token go through the head.
         Ok(Some(self.norm.forward(&x.narrow(0, from - 1, rows)?)?))

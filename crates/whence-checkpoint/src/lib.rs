@@ -4,6 +4,8 @@
 //! - [`decoder`]: one memory-bounded decoder for Qwen2, Qwen3, Llama and
 //!   Mistral, computing every position's next-token log-probability in one
 //!   teacher-forced pass;
+//! - [`generate`]: decoding with a KV cache, several continuations of one
+//!   prompt in one batch (for `whence generate` and `whence serve`);
 //! - [`attention`]: the fused CPU attention kernel (online softmax over
 //!   tiles of keys, all query heads of a KV head together);
 //! - [`weights`]: safetensors loading (single or sharded, f32/bf16/f16).
@@ -11,6 +13,7 @@
 pub mod attention;
 pub mod config;
 pub mod decoder;
+pub mod generate;
 pub mod kernels;
 pub mod linear;
 pub mod ranks;
@@ -19,6 +22,7 @@ pub mod weights;
 
 pub use config::{Architecture, Config, SUPPORTED_ARCHITECTURES};
 pub use decoder::Decoder;
+pub use generate::{Continuation, NextToken};
 pub use scorer::{device, CheckpointOptions, CheckpointScorer, TemplateMode};
 pub use whence_encode::Encoder;
 

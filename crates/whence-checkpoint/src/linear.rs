@@ -27,9 +27,13 @@ unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 /// Output features per task: a multiple of 64 (gemm's AVX-512 tile height),
-/// small enough that there are about 4 tasks per thread.
-fn block_width(outputs: usize, threads: usize) -> usize {
-    (outputs / (4 * threads.max(1)) / 64 * 64).clamp(64, 1024)
+/// about 8 tasks per product (4 per thread on 2 cores). It depends on the
+/// product's shape only, never on the thread count: gemm's blocking (and so
+/// the order of its sums) follows the width of the product it is given, so
+/// a width chosen by thread count made results differ in the last bits
+/// between `--threads 1` and `--threads 2`.
+fn block_width(outputs: usize) -> usize {
+    (outputs / 8 / 64 * 64).clamp(64, 1024)
 }
 
 /// `out = x·wᵀ (+ bias)`: `x` is `[rows, inputs]`, `w` `[outputs, inputs]`
@@ -68,7 +72,7 @@ pub fn linear(
         }
         return Ok(());
     }
-    let width = block_width(outputs, rayon::current_num_threads());
+    let width = block_width(outputs);
     let w = &w[..outputs * inputs];
     let shared = SharedOut(out.as_mut_ptr());
     (0..outputs.div_ceil(width)).into_par_iter().for_each(move |block| {

@@ -105,7 +105,28 @@ impl CheckpointScorer {
         &self.config
     }
 
-    fn decoder(&mut self) -> Result<&Decoder, ScoreError> {
+    /// The tokenizer and prompt renderer.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    pub fn options(&self) -> &CheckpointOptions {
+        &self.options
+    }
+
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The loaded model and the encoder, loading the model on first use.
+    pub fn decoder_and_encoder(&mut self) -> Result<(&Decoder, &Encoder), ScoreError> {
+        self.decoder()?;
+        Ok((self.decoder.as_ref().expect("just loaded"), &self.encoder))
+    }
+
+    /// The loaded model, loading it on first use (freed by [`Scorer::release`]).
+    pub fn decoder(&mut self) -> Result<&Decoder, ScoreError> {
         if self.decoder.is_none() {
             let failed = |e: String| ScoreError::InvalidSource(e);
             let vb = open_weights(&self.dir, self.options.dtype, &self.options.device).map_err(|e| failed(e.to_string()))?;

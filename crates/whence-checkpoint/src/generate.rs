@@ -1,0 +1,228 @@
+//! Decoding with a KV cache: several continuations of one prompt, sampled
+//! together.
+//!
+//! The prompt is run once (the same fused, memory-bounded pass as scoring,
+//! keeping each layer's keys and values); its cache is then copied to every
+//! continuation, and each step runs the active continuations as the rows of
+//! one batch: the linear layers see `[B, hidden]` (one weight read serves
+//! all B), attention reads each row's own cache (`candle_nn`'s
+//! [`KvCache`], preallocated to the prompt plus `max_new_tokens`, so a step
+//! appends in place), and the head gives a `[B, vocabulary]` block of
+//! logits for the caller to draw from. A continuation that finishes leaves
+//! the batch (its rows of the caches are dropped).
+//!
+//! The scoring path ([`Decoder::token_logprobs`]) stays cache-free; this
+//! module only adds. What the cache takes per token is
+//! [`Decoder::kv_bytes_per_token`] per continuation.
+
+use candle_core::{DType, Module, Tensor};
+use candle_nn::kv_cache::KvCache;
+
+use crate::decoder::{cpu_f32, forward_linear, Decoder, Layer};
+
+type Result<T> = candle_core::Result<T>;
+
+/// How continuations are drawn and when they end: the caller's side of
+/// [`Decoder::generate`].
+pub trait NextToken {
+    /// The next token of continuation `sequence`, drawn from its logits
+    /// (f32, one per vocabulary entry).
+    fn choose(&mut self, sequence: usize, logits: &[f32]) -> u32;
+    /// Whether continuation `sequence` ends after `tokens` (its tokens so
+    /// far, the one just drawn last): a stop token or a stop string.
+    fn finished(&mut self, sequence: usize, tokens: &[u32]) -> bool;
+}
+
+/// One continuation: its tokens, each token's log-probability under the
+/// model's plain softmax (temperature 1, no top-k/top-p cut), and whether it
+/// ended by [`NextToken::finished`] (else it reached `max_new_tokens`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Continuation {
+    pub tokens: Vec<u32>,
+    pub logprobs: Vec<f32>,
+    pub stopped: bool,
+}
+
+/// `log_softmax(row)[token]` with an f64 sum.
+fn logprob_of(row: &[f32], token: u32) -> f32 {
+    let (max, sum) = crate::kernels::row_max_and_sum(row);
+    if !max.is_finite() {
+        return row[token as usize] - max;
+    }
+    (f64::from(row[token as usize]) - f64::from(max) - sum.ln()) as f32
+}
+
+impl Layer {
+    /// One decoding step for `B` continuations at the same position: `x` is
+    /// `[B, hidden]`, `cos`/`sin` have `B` rows (all that position's), and
+    /// `cache` holds `[B, kv_heads, T, head_dim]` keys and values.
+    fn step(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let a = &self.attention;
+        let rows = x.dim(0)?;
+        let (q, k, v) = a.project(&self.input_norm.forward(x)?, cos, sin)?;
+        let group = a.heads / a.kv_heads;
+        // [heads, B, hd] → [B, kv_heads, group, hd]; k, v → [B, kv_heads, 1, hd].
+        let q = q.transpose(0, 1)?.reshape((rows, a.kv_heads, group, a.head_dim))?;
+        let k = k.transpose(0, 1)?.unsqueeze(2)?.contiguous()?;
+        let v = v.transpose(0, 1)?.unsqueeze(2)?.contiguous()?;
+        let (mut keys, mut values) = cache.append(&k, &v)?;
+        let total = keys.dim(2)?;
+        if let Some(window) = a.window {
+            let start = total.saturating_sub(window);
+            keys = keys.narrow(2, start, total - start)?;
+            values = values.narrow(2, start, total - start)?;
+        }
+        let (keys, values) = (keys.contiguous()?, values.contiguous()?);
+        let scale = 1.0 / (a.head_dim as f64).sqrt();
+        let scores = (q.contiguous()?.matmul(&keys.transpose(2, 3)?)? * scale)?.to_dtype(DType::F32)?;
+        let probabilities = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(values.dtype())?;
+        let out = probabilities.matmul(&values)?.reshape((rows, a.heads * a.head_dim))?;
+        let attended = forward_linear(&a.o, &out)?;
+        let x = (x + attended)?;
+        &x + self.mlp.forward(&self.post_attention_norm.forward(&x)?)?
+    }
+}
+
+impl Decoder {
+    /// Bytes the KV cache takes per token of one continuation (keys and
+    /// values of every layer, in the compute dtype).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        let per_layer: usize = self.layers.iter().map(|l| 2 * l.attention.kv_heads * l.attention.head_dim).sum();
+        per_layer * self.dtype().size_in_bytes()
+    }
+
+    /// The head's f32 logits of `hidden`'s rows, `[rows × vocabulary]` row-major.
+    fn logits(&self, hidden: &Tensor) -> Result<Vec<f32>> {
+        let (rows, inputs) = hidden.dims2()?;
+        let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        if f32_cpu(hidden) && f32_cpu(&self.head) {
+            let (hidden, head) = (hidden.contiguous()?, self.head.contiguous()?);
+            let mut out = vec![0f32; rows * self.vocab_size];
+            let (x, w) = (cpu_f32(&hidden)?, cpu_f32(&head)?);
+            crate::linear::linear(x.values(), w.values(), None, rows, inputs, self.vocab_size, &mut out)
+                .map_err(candle_core::Error::wrap)?;
+            return Ok(out);
+        }
+        hidden.matmul(&self.head.t()?)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+    }
+
+    /// Runs the prompt once, keeping every layer's keys and values
+    /// (`[1, kv_heads, P, head_dim]` in caches sized for `capacity`
+    /// tokens), and returns the caches and the logits after the prompt.
+    fn prefill(&self, prompt: &[u32], capacity: usize) -> Result<(Vec<KvCache>, Vec<f32>)> {
+        let t = prompt.len();
+        if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= self.vocab_size) {
+            candle_core::bail!("token id {bad} is outside the model's vocabulary of {}", self.vocab_size);
+        }
+        let mut x = self.embed.forward(&Tensor::new(prompt, self.device())?)?;
+        let (cos, sin) = self.rope_rows(&(0..t).collect::<Vec<_>>())?;
+        let intermediate = self.layers.first().map_or(1, |l| l.mlp.intermediate);
+        let mut caches = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let mut kept = None;
+            x = layer.forward(&x, &cos, &sin, intermediate, Some(&mut kept))?;
+            let (k, v) = kept.ok_or_else(|| candle_core::Error::Msg("attention kept no keys".into()))?;
+            let mut cache = KvCache::new(2, capacity.max(t));
+            cache.append(&k.unsqueeze(0)?.contiguous()?, &v.unsqueeze(0)?.contiguous()?)?;
+            caches.push(cache);
+        }
+        let last = self.norm.forward(&x.narrow(0, t - 1, 1)?)?;
+        Ok((caches, self.logits(&last)?))
+    }
+
+    /// `sequences` continuations of `prompt`, each of at most
+    /// `max_new_tokens` tokens, drawn by `next` (see the module docs).
+    /// Continuations are returned in order; each token's log-probability is
+    /// the plain softmax's of the logits it was drawn from.
+    pub fn generate(&self, prompt: &[u32], sequences: usize, max_new_tokens: usize, next: &mut dyn NextToken) -> Result<Vec<Continuation>> {
+        let mut out: Vec<Continuation> = (0..sequences).map(|_| Continuation { tokens: vec![], logprobs: vec![], stopped: false }).collect();
+        if prompt.is_empty() {
+            candle_core::bail!("the prompt has no tokens; there is nothing to continue");
+        }
+        if sequences == 0 || max_new_tokens == 0 {
+            return Ok(out);
+        }
+        let p = prompt.len();
+        let (prompt_caches, logits) = self.prefill(prompt, p + max_new_tokens)?;
+        let mut active: Vec<usize> = Vec::with_capacity(sequences);
+        for (s, continuation) in out.iter_mut().enumerate() {
+            let token = next.choose(s, &logits);
+            continuation.tokens.push(token);
+            continuation.logprobs.push(logprob_of(&logits, token));
+            continuation.stopped = next.finished(s, &continuation.tokens);
+            if !continuation.stopped && max_new_tokens > 1 {
+                active.push(s);
+            }
+        }
+        drop(logits);
+        if active.is_empty() {
+            return Ok(out);
+        }
+        // Every continuation starts from a copy of the prompt's cache.
+        let mut caches = Vec::with_capacity(prompt_caches.len());
+        for cache in &prompt_caches {
+            let copy = |t: Option<Tensor>| -> Result<Tensor> {
+                let t = t.ok_or_else(|| candle_core::Error::Msg("empty prompt cache".into()))?;
+                let mut shape = t.dims().to_vec();
+                shape[0] = active.len();
+                t.broadcast_as(shape)?.contiguous()
+            };
+            let (k, v) = (copy(cache.k()?)?, copy(cache.v()?)?);
+            let mut batch = KvCache::new(2, p + max_new_tokens);
+            batch.append(&k, &v)?;
+            caches.push(batch);
+        }
+        drop(prompt_caches);
+        for step in 1..max_new_tokens {
+            let rows = active.len();
+            let inputs: Vec<u32> = active.iter().map(|&s| *out[s].tokens.last().expect("one token drawn")).collect();
+            let mut x = self.embed.forward(&Tensor::new(inputs.as_slice(), self.device())?)?;
+            // The token fed now sits at position p + step − 1.
+            let (cos, sin) = self.rope_rows(&vec![p + step - 1; rows])?;
+            for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+                x = layer.step(&x, &cos, &sin, cache)?;
+            }
+            let logits = self.logits(&self.norm.forward(&x)?)?;
+            let mut still = Vec::with_capacity(rows);
+            for (row, &s) in active.iter().enumerate() {
+                let values = &logits[row * self.vocab_size..(row + 1) * self.vocab_size];
+                let token = next.choose(s, values);
+                let continuation = &mut out[s];
+                continuation.tokens.push(token);
+                continuation.logprobs.push(logprob_of(values, token));
+                continuation.stopped = next.finished(s, &continuation.tokens);
+                if !continuation.stopped {
+                    still.push(row);
+                }
+            }
+            if still.len() < rows {
+                if still.is_empty() {
+                    break;
+                }
+                let keep = Tensor::new(still.iter().map(|&r| r as u32).collect::<Vec<_>>().as_slice(), self.device())?;
+                for cache in caches.iter_mut() {
+                    let (k, v) = (cache.k()?, cache.v()?);
+                    let (Some(k), Some(v)) = (k, v) else { continue };
+                    let (k, v) = (k.contiguous()?.index_select(&keep, 0)?, v.contiguous()?.index_select(&keep, 0)?);
+                    let mut kept = KvCache::new(2, p + max_new_tokens);
+                    kept.append(&k, &v)?;
+                    *cache = kept;
+                }
+                active = still.iter().map(|&r| active[r]).collect();
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logprob_of;
+
+    #[test]
+    fn logprob_of_a_row() {
+        let row = [0.0f32, (2.0f32).ln(), f32::NEG_INFINITY];
+        assert!((logprob_of(&row, 1) - (2.0f32 / 3.0).ln()).abs() < 1e-6);
+        assert!((logprob_of(&row, 0) - (1.0f32 / 3.0).ln()).abs() < 1e-6);
+    }
+}
