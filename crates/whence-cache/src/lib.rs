@@ -46,7 +46,7 @@
 //!
 //! # File layout
 //!
-//! An SQLite database (conventionally `*.sqlite`) with two tables:
+//! An SQLite database (conventionally `*.sqlite`) with three tables:
 //!
 //! ```sql
 //! CREATE TABLE whence_cache (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
@@ -57,6 +57,12 @@
 //!     scores BLOB NOT NULL,   -- the layout below
 //!     PRIMARY KEY (model, record)
 //! ) WITHOUT ROWID;
+//! CREATE TABLE generations (  -- samples of `whence generate`, for resuming
+//!     model TEXT NOT NULL,    -- the generator's fingerprint
+//!     sample TEXT NOT NULL,   -- sha256 of prompt, settings, seed and sample index
+//!     value BLOB NOT NULL,    -- JSON: token ids, log-probabilities, finish reason
+//!     PRIMARY KEY (model, sample)
+//! ) WITHOUT ROWID;           -- created when missing, so older caches gain it
 //! ```
 //!
 //! A `scores` value for `n` tokens is `9 + 24 n` bytes, all integers

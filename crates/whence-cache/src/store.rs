@@ -170,6 +170,19 @@ impl ScoreCache {
         } else {
             return Err(CacheError::NotACache { path, tables: quoted(&tables) });
         }
+        // Generated samples (`whence generate`), added beside the scores:
+        // a cache made before it gains the table, and older versions of
+        // whence, which only read `scores`, still open the file.
+        transaction
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS generations (
+                     model TEXT NOT NULL,
+                     sample TEXT NOT NULL,
+                     value BLOB NOT NULL,
+                     PRIMARY KEY (model, sample)
+                 ) WITHOUT ROWID;",
+            )
+            .map_err(fail("create the generations table"))?;
         transaction.commit().map_err(fail("commit the schema"))?;
         Ok(ScoreCache { connection: Mutex::new(connection), path })
     }
@@ -244,6 +257,38 @@ impl ScoreCache {
                 .map_err(fail)?;
             for (key, value) in &values {
                 statement.execute(params![model, key.as_str(), value]).map_err(fail)?;
+            }
+        }
+        transaction.commit().map_err(fail)
+    }
+
+    /// A generated sample stored under (model, sample key), as stored.
+    pub fn generation(&self, model: &str, sample: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        let connection = self.connection();
+        connection
+            .prepare_cached("SELECT value FROM generations WHERE model = ?1 AND sample = ?2")
+            .and_then(|mut statement| statement.query_row(params![model, sample], |row| row.get::<_, Vec<u8>>(0)).optional())
+            .map_err(|source| classify(&self.path, "read", source))
+    }
+
+    /// Stores generated samples in one transaction (all or nothing),
+    /// committed when this returns.
+    pub fn put_generations(&self, model: &str, entries: &[(String, Vec<u8>)]) -> Result<(), CacheError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let fail = |source| classify(&self.path, "write", source);
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
+        {
+            let mut statement = transaction
+                .prepare_cached(
+                    "INSERT INTO generations (model, sample, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (model, sample) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(fail)?;
+            for (sample, value) in entries {
+                statement.execute(params![model, sample, value]).map_err(fail)?;
             }
         }
         transaction.commit().map_err(fail)

@@ -176,6 +176,45 @@ impl Encoder {
         }
     }
 
+    /// The token ids of the record's rendered prompt alone, what a model
+    /// continues when it generates (the prompt's text, then its ids).
+    pub fn prompt_ids(&self, record: &Record) -> Result<(String, Vec<u32>), ScoreError> {
+        let (prompt, add_special_tokens) = self.prompt_text(record)?;
+        let encoding = self
+            .tokenizer
+            .encode(prompt.as_str(), add_special_tokens)
+            .map_err(|e| ScoreError::Failed(format!("{}: record `{}`: tokenizer failed: {e}", self.dir.display(), record.id)))?;
+        Ok((prompt, encoding.get_ids().to_vec()))
+    }
+
+    /// The tokens that end a generation: `eos_token_id` of
+    /// `generation_config.json` and of `config.json` (a number or a list),
+    /// and `eos_token` of `tokenizer_config.json`, sorted and deduplicated.
+    /// A chat model lists its end-of-turn token there (`<|im_end|>`,
+    /// `<|eot_id|>`).
+    pub fn stop_token_ids(&self) -> Vec<u32> {
+        let mut ids = Vec::new();
+        let read = |name: &str| -> Option<serde_json::Value> { serde_json::from_str(&std::fs::read_to_string(self.dir.join(name)).ok()?).ok() };
+        for name in ["generation_config.json", "config.json"] {
+            match read(name).as_ref().and_then(|v| v.get("eos_token_id")) {
+                Some(serde_json::Value::Number(n)) => ids.extend(n.as_u64().map(|n| n as u32)),
+                Some(serde_json::Value::Array(list)) => ids.extend(list.iter().filter_map(|v| v.as_u64()).map(|n| n as u32)),
+                _ => {}
+            }
+        }
+        if let (_, Some(eos)) = special_tokens(&self.dir) {
+            ids.extend(self.tokenizer.token_to_id(&eos));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The text of `ids`, special tokens included (as sampled).
+    pub fn decode(&self, ids: &[u32]) -> Result<String, String> {
+        self.tokenizer.decode(ids, false).map_err(|e| format!("{}: cannot decode tokens: {e}", self.dir.display()))
+    }
+
     /// The token ids of the record's rendered prompt + response and the
     /// scored tokens' spans in the response.
     pub fn encode(&self, record: &Record) -> Result<Encoded, ScoreError> {

@@ -95,6 +95,10 @@ pub struct ReadOptions {
     /// Whether a record must have a prompt; commands that only read the
     /// response (`segment`, `grade`) accept records without one.
     pub prompt_optional: bool,
+    /// The records are questions to generate responses for (`whence
+    /// generate`): no response is read, every chat turn is part of the
+    /// prompt, and `question_id` defaults to the record's id.
+    pub questions: bool,
 }
 
 /// A problem with the input.
@@ -372,10 +376,18 @@ fn parse_record(value: Value, location: &SourceLocation, default_id: String, opt
         (Prompt::Text(text.to_string()), None)
     } else if let Some(value) = present(&fields.messages) {
         let turns = chat_turns(value, &fields.messages, "role", "content", location)?;
-        split_response_turn(turns)
+        if options.questions {
+            (Prompt::Chat(turns), None)
+        } else {
+            split_response_turn(turns)
+        }
     } else if let Some(value) = present(&fields.conversations) {
         let turns = chat_turns(value, &fields.conversations, "from", "value", location)?;
-        split_response_turn(turns)
+        if options.questions {
+            (Prompt::Chat(turns), None)
+        } else {
+            split_response_turn(turns)
+        }
     } else if options.prompt_optional {
         (Prompt::Text(String::new()), None)
     } else {
@@ -392,6 +404,7 @@ fn parse_record(value: Value, location: &SourceLocation, default_id: String, opt
     };
 
     let response = match (present(&fields.response), response_turn) {
+        _ if options.questions => String::new(),
         (Some(value), _) => value
             .as_str()
             .ok_or_else(|| field_error(&fields.response, format!("`{}` is not a string", truncate(&value.to_string()))))?
@@ -404,11 +417,12 @@ fn parse_record(value: Value, location: &SourceLocation, default_id: String, opt
             ))
         }
     };
-    if response.trim().is_empty() {
+    if response.trim().is_empty() && !options.questions {
         return Err(field_error(&fields.response, "is empty: there is nothing to trace".into()));
     }
 
     let question_id = match present(&fields.question_id) {
+        None if options.questions => id.clone(),
         None => format!("prompt-{:016x}", fnv1a64(prompt.canonical_text().as_bytes())),
         Some(value) => identifier(value)
             .ok_or_else(|| field_error(&fields.question_id, format!("`{}` is not a string or an integer", truncate(&value.to_string()))))?,
@@ -581,6 +595,7 @@ mod tests {
             fields: FieldNames { prompt: "question".into(), answer: "reference_answer".into(), ..Default::default() },
             skip_invalid: true,
             prompt_optional: false,
+            questions: false,
         };
         let text =
             "{\"question\": \"Q\", \"response\": \"R\", \"reference_answer\": \"5\"}\n{\"question\": 1, \"response\": \"R\"}\nnot json\n";

@@ -128,7 +128,7 @@ impl ServerScorer {
 
 /// The model a server serves: vLLM's `GET /models` (the first id), SGLang's
 /// `GET /get_model_info` (`model_path`).
-fn served_model(spec: &ServerSpec, client: &Client) -> Result<String, ScoreError> {
+pub fn served_model(spec: &ServerSpec, client: &Client) -> Result<String, ScoreError> {
     let (path, pointer) = match spec.protocol {
         Protocol::Vllm => ("/models", "/data"),
         Protocol::Sglang => ("/get_model_info", "/model_path"),

@@ -1,0 +1,138 @@
+//! From a sample's tokens to a response: its text, each kept token's byte
+//! span in it, and whether the tokenization is the tokenizer's own.
+//!
+//! The response is the text of the tokens drawn, special tokens included
+//! (so that re-scoring sees them), without a final stop token and cut before
+//! the first stop string (neither is part of the response, as in vLLM).
+//!
+//! **Canonical or not.** A model samples token by token, so the sequence it
+//! drew is not always the one the tokenizer makes of the same text (a BPE
+//! vocabulary can spell `abc` as `ab`+`c` or `a`+`bc`). `whence score`
+//! re-tokenizes the response, so it scores the tokenizer's spelling. A
+//! response is *canonical* when tokenizing the rendered prompt + response
+//! (as scoring does) gives exactly the prompt's tokens followed by the kept
+//! sampled tokens; then its spans are the scorer's own and `--logprobs`
+//! holds what `whence score` computes. Otherwise the spans come from
+//! decoding growing prefixes of the sampled tokens, and `--logprobs` holds
+//! the log-probabilities of the tokens the model actually drew, which the
+//! method aligns to sentences by bytes like any scorer's; re-scoring would
+//! give the probabilities of another spelling of the same text.
+
+use whence_core::{ByteSpan, Prompt, Record};
+use whence_encode::Encoder;
+
+use crate::{FinishReason, Sample};
+
+/// A sample as a response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub text: String,
+    /// The tokens that make the response (the stop token and anything after
+    /// a stop string dropped).
+    pub tokens: Vec<u32>,
+    /// Per kept token, its byte span in `text`.
+    pub spans: Vec<ByteSpan>,
+    /// Per kept token, its log-probability.
+    pub logprobs: Vec<f32>,
+    /// Whether the tokenizer's own tokenization of prompt + text is the
+    /// prompt's tokens followed by `tokens`.
+    pub canonical: bool,
+}
+
+/// The earliest occurrence of any stop string in `text`.
+pub fn first_stop(text: &str, stop: &[String]) -> Option<usize> {
+    stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+}
+
+/// The longest start of `text` that `candidate` shares, cut back to a
+/// character boundary of `text`.
+fn common_prefix(text: &str, candidate: &str) -> usize {
+    let mut n = text.bytes().zip(candidate.bytes()).take_while(|(a, b)| a == b).count();
+    while !text.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
+}
+
+/// Makes `sample` a response to `question` (whose rendered prompt encoded to
+/// `prompt_ids`).
+pub fn response_of(
+    encoder: &Encoder,
+    question: &Record,
+    prompt_ids: &[u32],
+    sample: &Sample,
+    stop: &[String],
+    stop_token_ids: &[u32],
+) -> Result<Response, String> {
+    let mut tokens = sample.tokens.clone();
+    let mut logprobs = sample.logprobs.clone();
+    if sample.finish_reason == FinishReason::Stop && tokens.last().is_some_and(|t| stop_token_ids.contains(t)) {
+        tokens.pop();
+        logprobs.pop();
+    }
+    let full = encoder.decode(&tokens)?;
+    let cut = first_stop(&full, stop).unwrap_or(full.len());
+    let text = full[..cut].to_string();
+
+    // The tokenizer's own view of prompt + response, as `whence score` sees it.
+    let as_scored = Record { response: text.clone(), ..question.clone() };
+    let encoded = encoder.encode(&as_scored).map_err(|e| e.to_string())?;
+    let prefix_matches = encoded.ids.len() >= prompt_ids.len() && encoded.ids[..prompt_ids.len()] == *prompt_ids;
+
+    let is_canonical = |tokens: &[u32]| {
+        prefix_matches
+            && encoded.first_scored == prompt_ids.len()
+            && encoded.ids[prompt_ids.len()..] == *tokens
+            && encoded.spans.len() == tokens.len()
+    };
+    if cut == full.len() && is_canonical(&tokens) {
+        return Ok(Response { text, tokens, spans: encoded.spans, logprobs, canonical: true });
+    }
+    // Spans from decoding growing prefixes: token i ends where the text of
+    // tokens[..=i] stops agreeing with the full text; tokens that start at
+    // or after a stop string are dropped.
+    let mut spans = Vec::with_capacity(tokens.len());
+    let mut start = 0;
+    for i in 0..tokens.len() {
+        if start >= cut && i > 0 {
+            break;
+        }
+        let end = if i + 1 == tokens.len() { full.len() } else { common_prefix(&full, &encoder.decode(&tokens[..=i])?) };
+        let end = end.max(start);
+        spans.push(ByteSpan::new(start.min(cut), end.min(cut)));
+        start = end;
+    }
+    tokens.truncate(spans.len());
+    logprobs.truncate(spans.len());
+    let canonical = is_canonical(&tokens);
+    if canonical {
+        spans = encoded.spans;
+    }
+    Ok(Response { text, tokens, spans, logprobs, canonical })
+}
+
+/// A question's prompt as the output record writes it: `prompt` (text) or
+/// `messages` (OpenAI chat turns).
+pub fn prompt_fields(prompt: &Prompt) -> (&'static str, serde_json::Value) {
+    match prompt {
+        Prompt::Text(text) => ("prompt", serde_json::Value::String(text.clone())),
+        Prompt::Chat(turns) => (
+            "messages",
+            serde_json::Value::Array(turns.iter().map(|t| serde_json::json!({"role": t.role, "content": t.content})).collect()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_and_prefixes() {
+        assert_eq!(first_stop("abc STOP def END", &["END".into(), "STOP".into()]), Some(4));
+        assert_eq!(first_stop("abc", &["".into()]), None);
+        assert_eq!(common_prefix("héllo", "h\u{fffd}"), 1);
+        assert_eq!(common_prefix("héllo", "hé"), 3);
+        assert_eq!(common_prefix("ab", "abc"), 2);
+    }
+}
