@@ -57,6 +57,15 @@ impl InputArgs {
 
 impl FieldArgs {
     pub fn read(&self, input: &std::path::Path, skip_invalid: bool, prompt_optional: bool) -> anyhow::Result<RecordSet> {
+        self.read_with(input, ReadOptions { skip_invalid, prompt_optional, ..Default::default() })
+    }
+
+    /// Reads questions (`whence generate`): no response field.
+    pub fn read_questions(&self, input: &std::path::Path, skip_invalid: bool) -> anyhow::Result<RecordSet> {
+        self.read_with(input, ReadOptions { skip_invalid, questions: true, ..Default::default() })
+    }
+
+    fn read_with(&self, input: &std::path::Path, given: ReadOptions) -> anyhow::Result<RecordSet> {
         let options = ReadOptions {
             fields: FieldNames {
                 id: self.id_field.clone(),
@@ -68,8 +77,7 @@ impl FieldArgs {
                 correct: self.correct_field.clone(),
                 answer: self.answer_field.clone(),
             },
-            skip_invalid,
-            prompt_optional,
+            ..given
         };
         let set = whence_io::read_records(input, &options)?;
         tracing::info!(
@@ -308,7 +316,7 @@ impl ScorerFactory {
         }
     }
 
-    fn checkpoint_options(&mut self) -> anyhow::Result<whence_checkpoint::CheckpointOptions> {
+    pub fn checkpoint_options(&mut self) -> anyhow::Result<whence_checkpoint::CheckpointOptions> {
         if self.options.is_none() {
             let device = whence_checkpoint::device(&self.args_device).map_err(|e| crate::errors::UsageError(e.to_string()))?;
             self.options = Some(whence_checkpoint::CheckpointOptions {
@@ -321,7 +329,7 @@ impl ScorerFactory {
         Ok(self.options.clone().expect("just set"))
     }
 
-    fn cache(&mut self) -> anyhow::Result<Option<std::sync::Arc<whence_cache::ScoreCache>>> {
+    pub fn cache(&mut self) -> anyhow::Result<Option<std::sync::Arc<whence_cache::ScoreCache>>> {
         if self.cache.is_none() {
             if let Some(path) = &self.cache_path {
                 let cache = whence_cache::ScoreCache::open(path)
@@ -331,6 +339,19 @@ impl ScorerFactory {
             }
         }
         Ok(self.cache.clone())
+    }
+
+    /// The tokenizer and template of a server-scored role (`--tokenizer`).
+    pub fn server_encoder(&self, key: &str, role: &str, spec: &ScorerSpec) -> anyhow::Result<whence_encode::Encoder> {
+        let dir = self.tokenizer_dir(key, role, spec)?;
+        whence_encode::Encoder::open(&dir, &self.template)
+            .map_err(|e| crate::errors::UsageError(e.to_string()))
+            .with_context(|| format!("{role} {spec}: tokenizer"))
+    }
+
+    /// How server clients talk to their endpoints.
+    pub fn client_options(&self) -> &whence_remote::ClientOptions {
+        &self.client
     }
 
     /// Opens the scorer a role names. Checkpoint scorers go through the
@@ -355,10 +376,7 @@ impl ScorerFactory {
             }
             ScorerSpec::Server(server) => {
                 let key = role.strip_prefix("candidate ").unwrap_or(role);
-                let dir = self.tokenizer_dir(key, role, spec)?;
-                let encoder = whence_encode::Encoder::open(&dir, &self.template)
-                    .map_err(|e| crate::errors::UsageError(e.to_string()))
-                    .with_context(|| format!("{role} scorer {spec}: tokenizer"))?;
+                let encoder = self.server_encoder(key, role, spec)?;
                 let scorer = whence_remote::ServerScorer::open(server, encoder, self.client.clone())
                     .map_err(|e| if e.is_input_error() { anyhow::Error::from(crate::errors::UsageError(e.to_string())) } else { e.into() })
                     .with_context(|| format!("{role} scorer {spec}"))?;

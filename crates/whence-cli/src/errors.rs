@@ -24,6 +24,7 @@ fn is_input_error(error: &anyhow::Error) -> bool {
             || cause.is::<InputError>()
             || cause.downcast_ref::<PipelineError>().is_some_and(PipelineError::is_input_error)
             || cause.downcast_ref::<ScoreError>().is_some_and(ScoreError::is_input_error)
+            || cause.downcast_ref::<whence_generate::GenerateError>().is_some_and(whence_generate::GenerateError::is_input_error)
     })
 }
 
@@ -41,6 +42,7 @@ fn hint(error: &anyhow::Error) -> Option<&'static str> {
     let record_specific = error.chain().any(|cause| {
         cause.downcast_ref::<InputError>().is_some_and(|e| matches!(e, InputError::Field { .. } | InputError::Record { .. }))
             || cause.downcast_ref::<ScoreError>().is_some_and(ScoreError::is_record_specific)
+            || cause.downcast_ref::<whence_generate::GenerateError>().is_some_and(whence_generate::GenerateError::is_record_specific)
     });
     record_specific.then_some("pass --skip-invalid to skip invalid records and count them in the summary")
 }

@@ -39,6 +39,8 @@ enum Command {
     Select(commands::select::SelectArgs),
     /// Rank candidate teachers of a distilled model
     Attribute(commands::attribute::AttributeArgs),
+    /// Sample responses to questions from a checkpoint or inference servers (several per question)
+    Generate(commands::generate::GenerateArgs),
     /// Write a model's token log-probabilities for every record (the file: scorer format)
     Score(commands::score::ScoreArgs),
     /// Print the actions (sentences and special tokens) of each response as JSONL
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Trace(args) => commands::trace::run(args, verbosity, None),
         Command::Select(args) => commands::select::run(args, verbosity, None),
         Command::Attribute(args) => commands::attribute::run(args, verbosity, None),
+        Command::Generate(args) => commands::generate::run(args, verbosity),
         Command::Score(args) => commands::score::run(args, verbosity, None),
         Command::Segment(args) => commands::segment::run(args),
         Command::Grade(args) => commands::grade::run(args),

@@ -60,14 +60,16 @@ impl Progress for Bars {
     fn start(&self, step: &str, total: u64) {
         let target = if self.hidden { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
         let bar = ProgressBar::with_draw_target(Some(total), target);
+        // "generating" is a step of its own; other steps are scorers' roles.
+        let (prefix, unit) = if step == "generating" { (step.to_string(), "questions") } else { (format!("scoring {step}"), "records") };
         bar.set_style(
-            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} records  {msg}  eta {eta}")
+            ProgressStyle::with_template(&format!("{{prefix:>12}} [{{bar:30}}] {{pos}}/{{len}} {unit}  {{msg}}  eta {{eta}}"))
                 .expect("the template is valid")
                 .progress_chars("=> "),
         );
-        bar.set_prefix(format!("scoring {step}"));
+        bar.set_prefix(prefix);
         bar.enable_steady_tick(Duration::from_millis(200));
-        tracing::debug!("scoring {total} records with the {step} scorer");
+        tracing::debug!("{step}: {total} {unit}");
         *self.current.borrow_mut() = Some((bar, 0));
     }
 
