@@ -212,23 +212,33 @@ pub fn generate_all(
     let model = generator.info().fingerprint.clone();
     let context = generator.context_length();
     progress.start("generating", questions.len() as u64);
+    // 1. Per question: its prompt, its request, and the cache's samples if any.
+    let skip_or_fail = |summary: &mut GenerateSummary, question: &Record, error: GenerateError| -> Result<(), GenerateError> {
+        if options.skip_invalid && error.is_record_specific() {
+            tracing::warn!("skipped: {error}");
+            summary.skipped_questions += 1;
+            summary.skipped.push(Skipped {
+                location: question.source.to_string(),
+                id: Some(question.id.clone()),
+                reason: error.to_string(),
+            });
+            Ok(())
+        } else {
+            Err(error)
+        }
+    };
+    // Per question: None (skipped), or its prompt ids, cache key and samples once known.
+    let mut slots: Vec<Option<(Vec<u32>, String, Option<Vec<Sample>>)>> = Vec::with_capacity(questions.len());
+    let mut jobs = Vec::new();
+    let mut job_slots = Vec::new();
     for question in questions {
         let location = question.source.to_string();
-        let skip_or_fail = |summary: &mut GenerateSummary, error: GenerateError| -> Result<(), GenerateError> {
-            if options.skip_invalid && error.is_record_specific() {
-                tracing::warn!("skipped: {error}");
-                summary.skipped_questions += 1;
-                summary.skipped.push(Skipped { location: location.clone(), id: Some(question.id.clone()), reason: error.to_string() });
-                Ok(())
-            } else {
-                Err(error)
-            }
-        };
-        let (_, prompt_ids) = match generator.encoder().prompt_ids(question) {
-            Ok(found) => found,
+        let prompt_ids = match generator.encoder().prompt_ids(question) {
+            Ok((_, ids)) => ids,
             Err(error) => {
-                skip_or_fail(&mut summary, error.into())?;
+                skip_or_fail(&mut summary, question, error.into())?;
                 progress.advance(1, 0);
+                slots.push(None);
                 continue;
             }
         };
@@ -240,8 +250,9 @@ pub fn generate_all(
                     options.max_new_tokens,
                     context.saturating_sub(prompt_ids.len())
                 );
-                skip_or_fail(&mut summary, GenerateError::InvalidRecord { location: location.clone(), message })?;
+                skip_or_fail(&mut summary, question, GenerateError::InvalidRecord { location, message })?;
                 progress.advance(1, 0);
+                slots.push(None);
                 continue;
             }
         }
@@ -254,47 +265,73 @@ pub fn generate_all(
             stop_token_ids: stop_token_ids.clone(),
         };
         let key = sample_key(&prompt_ids, &request);
-        let cached: Option<Vec<Sample>> = match cache {
-            Some(cache) => match cache.generation(&model, &key) {
-                Ok(Some(bytes)) => match serde_json::from_slice::<Vec<Sample>>(&bytes) {
+        let cached = match cache {
+            Some(cache) => match cache.generation(&model, &key).map_err(|e| GenerateError::Failed(e.to_string()))? {
+                Some(bytes) => match serde_json::from_slice::<Vec<Sample>>(&bytes) {
                     Ok(samples) if samples.len() == options.samples => Some(samples),
                     _ => {
-                        tracing::warn!("{}: a cached entry for {location} is unreadable; generating again", cache.path());
+                        tracing::warn!("{}: the cached samples of {location} are unreadable; generating them again", cache.path());
                         None
                     }
                 },
-                Ok(None) => None,
-                Err(error) => return Err(GenerateError::Failed(error.to_string())),
+                None => None,
             },
             None => None,
         };
-        let samples = match cached {
-            Some(samples) => {
-                summary.cached_questions += 1;
-                samples
-            }
-            None => {
-                let started = Instant::now();
-                let samples = match generator.generate(&prompt_ids, &request, &location) {
-                    Ok(samples) => samples,
-                    Err(error) => {
-                        skip_or_fail(&mut summary, error)?;
-                        progress.advance(1, 0);
-                        continue;
+        if let Some(samples) = &cached {
+            summary.cached_questions += 1;
+            progress.advance(1, samples.iter().map(|s| s.tokens.len() as u64).sum());
+        } else {
+            job_slots.push(slots.len());
+            jobs.push(crate::Job { prompt: prompt_ids.clone(), request, location });
+        }
+        slots.push(Some((prompt_ids, key, cached)));
+    }
+
+    // 2. The rest, each committed to the cache as soon as it is drawn.
+    let started = Instant::now();
+    let mut failure = None;
+    generator.generate_many(&jobs, &mut |index, result| {
+        let slot = job_slots[index];
+        let question = &questions[slot];
+        match result {
+            Ok(samples) => {
+                let tokens: u64 = samples.iter().map(|s| s.tokens.len() as u64).sum();
+                summary.generated_tokens += tokens;
+                if let (Some(cache), Some(Some((_, key, _)))) = (cache, slots.get(slot)) {
+                    let stored = serde_json::to_vec(&samples)
+                        .map_err(|e| e.to_string())
+                        .and_then(|value| cache.put_generations(&model, &[(key.clone(), value)]).map_err(|e| e.to_string()));
+                    if let Err(message) = stored {
+                        failure.get_or_insert(GenerateError::Failed(message));
                     }
-                };
-                summary.generation_seconds += started.elapsed().as_secs_f64();
-                summary.generated_tokens += samples.iter().map(|s| s.tokens.len() as u64).sum::<u64>();
-                if let Some(cache) = cache {
-                    let value = serde_json::to_vec(&samples).map_err(|e| GenerateError::Failed(e.to_string()))?;
-                    cache.put_generations(&model, &[(key, value)]).map_err(|e| GenerateError::Failed(e.to_string()))?;
                 }
-                samples
+                if let Some(Some((_, _, found))) = slots.get_mut(slot) {
+                    *found = Some(samples);
+                }
+                progress.advance(1, tokens);
             }
-        };
-        let mut tokens = 0;
+            Err(error) => {
+                if let Err(error) = skip_or_fail(&mut summary, question, error) {
+                    failure.get_or_insert(error);
+                }
+                slots[slot] = None;
+                progress.advance(1, 0);
+            }
+        }
+    });
+    summary.generation_seconds = started.elapsed().as_secs_f64();
+    if let Some(error) = failure {
+        progress.finish();
+        return Err(error);
+    }
+
+    // 3. The records, in question order.
+    for (question, slot) in questions.iter().zip(&slots) {
+        let Some((prompt_ids, _, Some(samples))) = slot else { continue };
+        let location = question.source.to_string();
         for (k, sample) in samples.iter().enumerate() {
-            let response = response_of(generator.encoder(), question, &prompt_ids, sample, &options.stop, &stop_token_ids)
+            let response = response_of(generator.encoder(), question, prompt_ids, sample, &options.stop, &stop_token_ids)
                 .map_err(|e| GenerateError::Failed(format!("{location}: sample {k}: {e}")))?;
             let id = format!("{}#{k}", question.id);
             let (prompt_field, prompt_value) = prompt_fields(&question.prompt);
@@ -319,9 +356,7 @@ pub fn generate_all(
             summary.response_tokens += response.tokens.len() as u64;
             summary.non_canonical_responses += usize::from(!response.canonical);
             summary.samples += 1;
-            tokens += sample.tokens.len() as u64;
         }
-        progress.advance(1, tokens);
     }
     progress.finish();
     generator.release();
@@ -329,4 +364,100 @@ pub fn generate_all(
         summary.tokens_per_second = summary.generated_tokens as f64 / summary.generation_seconds;
     }
     Ok(GenerateOutcome { responses, logprobs: logprob_lines, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whence_core::{Prompt, SourceLocation};
+    use whence_encode::{Encoder, TemplateMode};
+
+    /// A generator whose KV cache is 1 MB a token and which draws `[5]`.
+    struct Huge {
+        encoder: Encoder,
+        info: ModelInfo,
+        calls: usize,
+    }
+
+    impl Generator for Huge {
+        fn info(&self) -> &ModelInfo {
+            &self.info
+        }
+        fn encoder(&self) -> &Encoder {
+            &self.encoder
+        }
+        fn context_length(&self) -> Option<usize> {
+            Some(64)
+        }
+        fn generate(&mut self, _: &[u32], request: &Request, _: &str) -> Result<Vec<Sample>, GenerateError> {
+            self.calls += 1;
+            Ok(vec![Sample { tokens: vec![5], logprobs: vec![-0.5], finish_reason: FinishReason::Length }; request.samples])
+        }
+        fn kv_bytes_per_token(&mut self) -> Result<Option<usize>, GenerateError> {
+            Ok(Some(1_000_000))
+        }
+    }
+
+    fn huge() -> Huge {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/fixtures/tiny-qwen2");
+        Huge {
+            encoder: Encoder::open(&dir, &TemplateMode::Auto).unwrap(),
+            info: ModelInfo { kind: "test".into(), source: "huge".into(), fingerprint: "sha256:0".into() },
+            calls: 0,
+        }
+    }
+
+    fn question(id: &str) -> Record {
+        Record {
+            id: id.into(),
+            question_id: id.into(),
+            prompt: Prompt::Text("1 + 1?".into()),
+            response: String::new(),
+            correct: None,
+            answer: None,
+            source: SourceLocation { file: "q.jsonl".into(), line: Some(1), row: None },
+        }
+    }
+
+    fn options(samples: usize, max_new_tokens: usize, memory_limit: Option<u64>) -> GenerateOptions {
+        GenerateOptions {
+            samples,
+            params: SamplingParams::default(),
+            seed: 0,
+            max_new_tokens,
+            stop: vec![],
+            skip_invalid: false,
+            memory_limit,
+        }
+    }
+
+    fn run(generator: &mut Huge, options: &GenerateOptions, cache: Option<&ScoreCache>) -> Result<GenerateOutcome, GenerateError> {
+        generate_all(&[question("a"), question("b")], generator, options, cache, &whence_pipeline::NoProgress, "q.jsonl", "test".into())
+    }
+
+    #[test]
+    fn a_kv_cache_that_cannot_fit_is_refused_before_decoding() {
+        let mut generator = huge();
+        // 4 samples × 40 tokens × 1 MB = 160 MB against 100 MB.
+        let error = run(&mut generator, &options(4, 40, Some(100_000_000)), None).unwrap_err();
+        assert!(error.is_input_error());
+        let message = error.to_string();
+        assert!(message.contains("needs a KV cache of 160.0 MB (1.0 MB per token per sample), more than the 100.0 MB"), "{message}");
+        assert_eq!(generator.calls, 0);
+        assert!(run(&mut generator, &options(2, 40, Some(100_000_000)), None).is_ok());
+    }
+
+    #[test]
+    fn cached_questions_are_not_generated_again() {
+        let cache = ScoreCache::in_memory().unwrap();
+        let mut generator = huge();
+        let first = run(&mut generator, &options(2, 8, None), Some(&cache)).unwrap();
+        assert_eq!((generator.calls, first.summary.cached_questions), (2, 0));
+        let second = run(&mut generator, &options(2, 8, None), Some(&cache)).unwrap();
+        assert_eq!((generator.calls, second.summary.cached_questions), (2, 2));
+        assert_eq!(first.responses, second.responses);
+        // Other settings are other entries.
+        run(&mut generator, &options(3, 8, None), Some(&cache)).unwrap();
+        assert_eq!(generator.calls, 4);
+    }
 }

@@ -114,6 +114,18 @@ impl From<whence_score::ScoreError> for GenerateError {
     }
 }
 
+/// One question's work: its prompt's token ids, the request, and where
+/// the question is (for errors).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub prompt: Vec<u32>,
+    pub request: Request,
+    pub location: String,
+}
+
+/// The outcome of one job.
+pub type JobResult = Result<Vec<Sample>, GenerateError>;
+
 /// A model that samples continuations of prompts.
 pub trait Generator {
     /// What the model is (kind, source, fingerprint), for the summary and
@@ -126,6 +138,16 @@ pub trait Generator {
     /// `request.samples` samples continuing `prompt` (token ids); `location`
     /// names the question in errors.
     fn generate(&mut self, prompt: &[u32], request: &Request, location: &str) -> Result<Vec<Sample>, GenerateError>;
+    /// Runs `jobs`, handing each outcome to `done(index, result)` on the
+    /// calling thread as soon as it is ready (so that it can be committed
+    /// to the cache at once). In-process generators run them one after the
+    /// other; server generators keep up to `--max-in-flight` requests going.
+    fn generate_many(&mut self, jobs: &[Job], done: &mut dyn FnMut(usize, JobResult)) {
+        for (index, job) in jobs.iter().enumerate() {
+            let result = self.generate(&job.prompt, &job.request, &job.location);
+            done(index, result);
+        }
+    }
     /// Frees the model (in-process) once all questions are done.
     fn release(&mut self) {}
     /// What the KV cache takes per token of one sample, when decoding here.

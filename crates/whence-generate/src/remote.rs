@@ -15,8 +15,7 @@
 //!   "stop_token_ids", "skip_special_tokens": false, "sampling_seed"}}`;
 //!   each answer's `output_ids` and `meta_info.output_token_logprobs`.
 //!
-//! Every answer is checked: one choice per sample, token ids in the
-//! vocabulary, one finite log-probability ≤ 0 per token (vLLM writes −9999
+//! Every answer is checked: one choice per sample, one finite log-probability ≤ 0 per token (vLLM writes −9999
 //! for −∞: an error), a known finish reason, no more tokens than asked, and
 //! the server's text equal to the text of its token ids (as
 //! [`crate::text`] makes it). Anything else is an error naming the question
@@ -29,7 +28,9 @@ use whence_remote::client::Client;
 use whence_remote::{ClientOptions, Protocol, RequestError, ServerSpec};
 use whence_score::ModelInfo;
 
-use crate::{FinishReason, GenerateError, Generator, Request, Sample};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::{FinishReason, GenerateError, Generator, Job, JobResult, Request, Sample};
 
 /// A model behind inference-server endpoints, generating.
 pub struct ServerGenerator {
@@ -133,13 +134,15 @@ fn finish_of(value: Option<&Value>) -> Result<FinishReason, String> {
 
 fn ids_of(value: Option<&Value>, what: &str) -> Result<Vec<u32>, String> {
     let list = value.and_then(Value::as_array).ok_or_else(|| format!("no `{what}` list"))?;
-    list.iter().map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| format!("`{what}` holds {v}, not a token id"))).collect()
+    list.iter()
+        .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| format!("`{what}` holds {v}, not a token id")))
+        .collect()
 }
 
 /// The samples in a server's answer to [`request_body`].
 pub fn parse_answer(protocol: Protocol, body: &[u8], request: &Request) -> Result<Vec<Answered>, String> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("the answer is not JSON ({e}): {}", whence_remote::protocol::excerpt(body)))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e}): {}", whence_remote::protocol::excerpt(body)))?;
     let items: Vec<&Value> = match protocol {
         Protocol::Vllm => {
             let choices = value.get("choices").and_then(Value::as_array).ok_or_else(|| "no `choices` list".to_string())?;
@@ -160,9 +163,8 @@ pub fn parse_answer(protocol: Protocol, body: &[u8], request: &Request) -> Resul
         let at = |m: String| format!("sample {k}: {m}");
         let (tokens, logprobs, finish, text) = match protocol {
             Protocol::Vllm => {
-                let tokens = ids_of(item.get("token_ids"), "token_ids").map_err(|m| {
-                    at(format!("{m}; the server must return the sampled token ids (`return_token_ids`, vLLM ≥ 0.10.2)"))
-                })?;
+                let tokens = ids_of(item.get("token_ids"), "token_ids")
+                    .map_err(|m| at(format!("{m}; the server must return the sampled token ids (`return_token_ids`, vLLM ≥ 0.10.2)")))?;
                 let logprobs = item
                     .pointer("/logprobs/token_logprobs")
                     .and_then(Value::as_array)
@@ -185,9 +187,15 @@ pub fn parse_answer(protocol: Protocol, body: &[u8], request: &Request) -> Resul
                 let mut tokens = Vec::with_capacity(entries.len());
                 let mut logprobs = Vec::with_capacity(entries.len());
                 for (i, entry) in entries.iter().enumerate() {
-                    let triple = entry.as_array().filter(|t| t.len() >= 2).ok_or_else(|| at(format!("`output_token_logprobs[{i}]` is {entry}")))?;
+                    let triple =
+                        entry.as_array().filter(|t| t.len() >= 2).ok_or_else(|| at(format!("`output_token_logprobs[{i}]` is {entry}")))?;
                     logprobs.push(logprob_of(&triple[0], &format!("`output_token_logprobs[{i}]`")).map_err(at)?);
-                    tokens.push(triple[1].as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| at(format!("`output_token_logprobs[{i}]` has token {}", triple[1])))?);
+                    tokens.push(
+                        triple[1]
+                            .as_u64()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .ok_or_else(|| at(format!("`output_token_logprobs[{i}]` has token {}", triple[1])))?,
+                    );
                 }
                 if let Some(ids) = item.get("output_ids").filter(|v| !v.is_null()) {
                     if ids_of(Some(ids), "output_ids").map_err(at)? != tokens {
@@ -223,6 +231,39 @@ impl Generator for ServerGenerator {
     }
 
     fn generate(&mut self, prompt: &[u32], request: &Request, location: &str) -> Result<Vec<Sample>, GenerateError> {
+        self.generate_one(prompt, request, location)
+    }
+
+    /// Up to `max_in_flight` questions at once; each outcome reaches `done`
+    /// on this thread as it arrives.
+    fn generate_many(&mut self, jobs: &[Job], done: &mut dyn FnMut(usize, JobResult)) {
+        let workers = self.client.options().max_in_flight.clamp(1, jobs.len().max(1));
+        let next = AtomicUsize::new(0);
+        let this = &*self;
+        std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            for _ in 0..workers {
+                let sender = sender.clone();
+                let next = &next;
+                scope.spawn(move || loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(index) else { break };
+                    let result = this.generate_one(&job.prompt, &job.request, &job.location);
+                    if sender.send((index, result)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(sender);
+            for (index, result) in receiver {
+                done(index, result);
+            }
+        });
+    }
+}
+
+impl ServerGenerator {
+    fn generate_one(&self, prompt: &[u32], request: &Request, location: &str) -> Result<Vec<Sample>, GenerateError> {
         let body = request_body(self.spec.protocol, &self.model, prompt, request);
         let path = match self.spec.protocol {
             Protocol::Vllm => "/completions",
@@ -237,29 +278,31 @@ impl Generator for ServerGenerator {
         })?;
         let unusable = |m: String| GenerateError::Failed(format!("{}: {location}: the server's answer is unusable: {m}", self.spec));
         let answered = parse_answer(self.spec.protocol, &answer, request).map_err(unusable)?;
-        let vocabulary = self.encoder.tokenizer().get_vocab_size(true);
-        let mut samples = Vec::with_capacity(answered.len());
-        for (k, Answered { sample, text }) in answered.into_iter().enumerate() {
-            if let Some(&bad) = sample.tokens.iter().find(|&&t| t as usize >= vocabulary) {
-                return Err(unusable(format!("sample {k}: token id {bad} is outside the tokenizer's vocabulary of {vocabulary}")));
-            }
-            let mut tokens = sample.tokens.clone();
-            if sample.finish_reason == FinishReason::Stop && tokens.last().is_some_and(|t| request.stop_token_ids.contains(t)) {
-                tokens.pop();
-            }
-            let decoded = self.encoder.decode(&tokens).map_err(unusable)?;
-            let expected = &decoded[..crate::text::first_stop(&decoded, &request.stop).unwrap_or(decoded.len())];
-            if expected != text {
-                return Err(unusable(format!(
-                    "sample {k}: its text {:?} is not the text of its token ids {:?}",
-                    excerpt(&text),
-                    excerpt(expected)
-                )));
-            }
-            samples.push(sample);
-        }
-        Ok(samples)
+        checked_texts(&self.encoder, answered, request).map_err(unusable)
     }
+}
+
+/// The samples of `answered`, once each one's text is checked to be the text
+/// of its token ids (decoded here, a final stop token dropped, cut before the
+/// first stop string).
+pub fn checked_texts(encoder: &Encoder, answered: Vec<Answered>, request: &Request) -> Result<Vec<Sample>, String> {
+    // No bound on the ids here: a model's vocabulary is often padded
+    // beyond its tokenizer's (Qwen2.5: 151,936 rows for 151,665 tokens),
+    // and a drawn padding id is the model's own; its text is checked below.
+    let mut samples = Vec::with_capacity(answered.len());
+    for (k, Answered { sample, text }) in answered.into_iter().enumerate() {
+        let mut tokens = sample.tokens.clone();
+        if sample.finish_reason == FinishReason::Stop && tokens.last().is_some_and(|t| request.stop_token_ids.contains(t)) {
+            tokens.pop();
+        }
+        let decoded = encoder.decode(&tokens)?;
+        let expected = &decoded[..crate::text::first_stop(&decoded, &request.stop).unwrap_or(decoded.len())];
+        if expected != text {
+            return Err(format!("sample {k}: its text {:?} is not the text of its token ids {:?}", excerpt(&text), excerpt(expected)));
+        }
+        samples.push(sample);
+    }
+    Ok(samples)
 }
 
 fn excerpt(text: &str) -> String {
@@ -323,7 +366,9 @@ mod tests {
             assert!(message.contains(want), "{message} should say {want}");
         }
         assert!(parse_answer(Protocol::Vllm, VLLM.as_bytes(), &request(3)).unwrap_err().contains("2 samples in the answer, 3 asked for"));
-        assert!(parse_answer(Protocol::Vllm, VLLM.as_bytes(), &Request { max_new_tokens: 3, ..request(2) }).unwrap_err().contains("more than the 3"));
+        assert!(parse_answer(Protocol::Vllm, VLLM.as_bytes(), &Request { max_new_tokens: 3, ..request(2) })
+            .unwrap_err()
+            .contains("more than the 3"));
     }
 
     #[test]
@@ -332,6 +377,28 @@ mod tests {
         assert_eq!(answered[0].sample, Sample { tokens: vec![5, 2], logprobs: vec![-1.0, -0.5], finish_reason: FinishReason::Stop });
         let other = SGLANG.replace(r#""output_ids":[5,2]"#, r#""output_ids":[5,3]"#);
         assert!(parse_answer(Protocol::Sglang, other.as_bytes(), &request(1)).unwrap_err().contains("`output_ids` differ"));
+    }
+
+    #[test]
+    fn a_text_that_is_not_the_text_of_the_ids_is_refused() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/fixtures/tiny-qwen2");
+        let encoder = Encoder::open(&dir, &whence_encode::TemplateMode::Auto).unwrap();
+        let ids = encoder.tokenizer().encode("Hello world.\n\nMore", false).unwrap().get_ids().to_vec();
+        let eos = 1002;
+        let sample = |tokens: Vec<u32>, finish| Sample { logprobs: vec![-1.0; tokens.len()], tokens, finish_reason: finish };
+        let request = Request { stop_token_ids: vec![eos], ..request(1) };
+        // Stopped by the stop string: the text ends before it.
+        let ok = Answered { sample: sample(ids.clone(), FinishReason::Stop), text: "Hello world.".into() };
+        assert_eq!(checked_texts(&encoder, vec![ok], &request).unwrap().len(), 1);
+        // Stopped by EOS: the EOS token is in the ids, not in the text.
+        let mut with_eos = encoder.tokenizer().encode("Hi.", false).unwrap().get_ids().to_vec();
+        with_eos.push(eos);
+        let ok = Answered { sample: sample(with_eos, FinishReason::Stop), text: "Hi.".into() };
+        assert!(checked_texts(&encoder, vec![ok], &request).is_ok());
+        // Another text than the ids'.
+        let wrong = Answered { sample: sample(ids, FinishReason::Length), text: "Hello there.".into() };
+        let message = checked_texts(&encoder, vec![wrong], &request).unwrap_err();
+        assert!(message.contains("is not the text of its token ids"), "{message}");
     }
 
     #[test]
