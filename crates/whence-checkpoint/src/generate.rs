@@ -135,7 +135,8 @@ impl Decoder {
     /// Continuations are returned in order; each token's log-probability is
     /// the plain softmax's of the logits it was drawn from.
     pub fn generate(&self, prompt: &[u32], sequences: usize, max_new_tokens: usize, next: &mut dyn NextToken) -> Result<Vec<Continuation>> {
-        let mut out: Vec<Continuation> = (0..sequences).map(|_| Continuation { tokens: vec![], logprobs: vec![], stopped: false }).collect();
+        let mut out: Vec<Continuation> =
+            (0..sequences).map(|_| Continuation { tokens: vec![], logprobs: vec![], stopped: false }).collect();
         if prompt.is_empty() {
             candle_core::bail!("the prompt has no tokens; there is nothing to continue");
         }

@@ -90,7 +90,9 @@ impl TopK {
         match value {
             0 | -1 => Ok(TopK(None)),
             k if k >= 1 => Ok(TopK(Some(k as usize))),
-            other => Err(SamplingError { setting: "top_k", value: other.to_string(), expected: "must be ≥ 1, or 0 or -1 to keep every token" }),
+            other => {
+                Err(SamplingError { setting: "top_k", value: other.to_string(), expected: "must be ≥ 1, or 0 or -1 to keep every token" })
+            }
         }
     }
 
@@ -317,7 +319,11 @@ mod tests {
     use super::*;
 
     fn params(temperature: f64, top_p: f64, top_k: i64) -> SamplingParams {
-        SamplingParams { temperature: Temperature::new(temperature).unwrap(), top_p: TopP::new(top_p).unwrap(), top_k: TopK::new(top_k).unwrap() }
+        SamplingParams {
+            temperature: Temperature::new(temperature).unwrap(),
+            top_p: TopP::new(top_p).unwrap(),
+            top_k: TopK::new(top_k).unwrap(),
+        }
     }
 
     /// Logits whose softmax at temperature 1 is exactly `probabilities`.
@@ -358,7 +364,10 @@ mod tests {
         // Temperature 2 flattens: p ∝ sqrt(p).
         let roots: Vec<f64> = [0.5f64, 0.25, 0.15, 0.1].iter().map(|p| p.sqrt()).collect();
         let sum: f64 = roots.iter().sum();
-        close(&params(2.0, 1.0, 0).distribution(&logits), &[(2, roots[0] / sum), (0, roots[1] / sum), (3, roots[2] / sum), (1, roots[3] / sum)]);
+        close(
+            &params(2.0, 1.0, 0).distribution(&logits),
+            &[(2, roots[0] / sum), (0, roots[1] / sum), (3, roots[2] / sum), (1, roots[3] / sum)],
+        );
         // top-k before top-p: k 3 renormalises to 0.5/0.9, …; p 0.6 then keeps two.
         close(&params(1.0, 0.6, 3).distribution(&logits), &[(2, 0.5 / 0.75), (0, 0.25 / 0.75)]);
         // Greedy: the argmax; ties to the smallest id; NaN never wins.

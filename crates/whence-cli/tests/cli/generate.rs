@@ -118,14 +118,24 @@ fn greedy_samples_are_all_the_argmax_continuation() {
     let scratch = Scratch::new("generate-greedy");
     let input = questions(&scratch, 2);
     let out = scratch.join("greedy.jsonl");
-    ok(whence(&generate_args(&fixture("tiny-qwen3"), &input, &out, &["--samples", "3", "--temperature", "0", "--max-new-tokens", "16", "--no-cache"])));
+    ok(whence(&generate_args(
+        &fixture("tiny-qwen3"),
+        &input,
+        &out,
+        &["--samples", "3", "--temperature", "0", "--max-new-tokens", "16", "--no-cache"],
+    )));
     let records = read_jsonl(&out);
     for question in records.chunks(3) {
         assert!(question.iter().all(|r| r["response"] == question[0]["response"]), "greedy samples differ: {question:?}");
     }
     // Greedy does not depend on the seed.
     let again = scratch.join("greedy-seed.jsonl");
-    ok(whence(&generate_args(&fixture("tiny-qwen3"), &input, &again, &["--samples", "3", "--temperature", "0", "--max-new-tokens", "16", "--seed", "99", "--no-cache"])));
+    ok(whence(&generate_args(
+        &fixture("tiny-qwen3"),
+        &input,
+        &again,
+        &["--samples", "3", "--temperature", "0", "--max-new-tokens", "16", "--seed", "99", "--no-cache"],
+    )));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
 }
 
@@ -144,7 +154,12 @@ fn an_interrupted_run_resumes_from_the_cache_with_the_same_output() {
     let summary = read_json(&scratch.join("resumed.jsonl.summary.json"));
     assert_eq!(summary["cached_questions"], 3, "{summary}");
     let fresh = scratch.join("fresh.jsonl");
-    ok(whence(&generate_args(&fixture("tiny-mistral"), &all, &fresh, &["--samples", "2", "--max-new-tokens", "20", "--seed", "11", "--no-cache"])));
+    ok(whence(&generate_args(
+        &fixture("tiny-mistral"),
+        &all,
+        &fresh,
+        &["--samples", "2", "--max-new-tokens", "20", "--seed", "11", "--no-cache"],
+    )));
     assert_eq!(std::fs::read(&resumed).unwrap(), std::fs::read(&fresh).unwrap());
     // A rerun takes everything from the cache.
     ok(whence(&generate_args(&fixture("tiny-mistral"), &all, &resumed, &extra)));
@@ -165,7 +180,17 @@ fn logprobs_equal_whence_score_wherever_the_tokenizations_agree() {
     args.push(logprobs.display().to_string());
     ok(whence(&args));
     let scored = scratch.join("scored.jsonl");
-    ok(whence(["-q", "score", "--model", &fixture("tiny-qwen2"), "--input", out.to_str().unwrap(), "--out", scored.to_str().unwrap(), "--no-cache"]));
+    ok(whence([
+        "-q",
+        "score",
+        "--model",
+        &fixture("tiny-qwen2"),
+        "--input",
+        out.to_str().unwrap(),
+        "--out",
+        scored.to_str().unwrap(),
+        "--no-cache",
+    ]));
     let (generated, scored) = (read_jsonl(&logprobs), read_jsonl(&scored));
     assert_eq!(generated.len(), scored.len());
     let (mut agree, mut worst) = (0, 0f64);
@@ -204,7 +229,12 @@ fn a_stop_string_ends_a_sample_before_it() {
     let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
     let cut = free.find(&stop).unwrap();
     let stopped = scratch.join("stopped.jsonl");
-    ok(whence(&generate_args(&fixture("tiny-qwen2"), &input, &stopped, &["--temperature", "0", "--max-new-tokens", "30", "--no-cache", "--stop", &stop])));
+    ok(whence(&generate_args(
+        &fixture("tiny-qwen2"),
+        &input,
+        &stopped,
+        &["--temperature", "0", "--max-new-tokens", "30", "--no-cache", "--stop", &stop],
+    )));
     let record = &read_jsonl(&stopped)[0];
     assert_eq!(record["response"].as_str().unwrap(), &free[..cut], "stop {stop:?}");
     assert_eq!(record["finish_reason"], "stop");
@@ -232,7 +262,14 @@ fn bad_generate_input_is_a_clear_error_and_writes_nothing() {
     fails(&["--max-new-tokens", "600", "--no-cache"], 2, "exceed the model's context of 512 tokens");
     let template = scratch.write("bad.jinja", "{{ raise_exception('this template refuses') }}");
     fails(&["--template", template.to_str().unwrap(), "--no-cache"], 2, "this template refuses");
-    let output = whence(["generate", &format!("file:{}", example("teacher.jsonl").display()), "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let output = whence([
+        "generate",
+        &format!("file:{}", example("teacher.jsonl").display()),
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("cannot generate"), "{}", stderr(&output));
     // A prompt longer than the context is that question's error: skippable.
