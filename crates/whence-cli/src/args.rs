@@ -23,10 +23,10 @@ pub struct InputArgs {
 /// The input's field names.
 #[derive(Debug, Args)]
 pub struct FieldArgs {
-    /// Field holding the record id [default: FILE:LINE, or FILE:ROW for Parquet]
+    /// Field holding the record id; records without it get FILE:LINE (FILE:ROW for Parquet)
     #[arg(long, default_value = "id", help_heading = "Input fields")]
     pub id_field: String,
-    /// Field grouping responses to the same question [default: a hash of the prompt]
+    /// Field grouping responses to the same question; records without it get a hash of the prompt (questions of `generate`: their id)
     #[arg(long, default_value = "question_id", help_heading = "Input fields")]
     pub question_id_field: String,
     /// Field holding the prompt as text

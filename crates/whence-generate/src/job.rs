@@ -84,6 +84,9 @@ pub struct GenerateSummary {
     /// `--logprobs` holds the drawn tokens' log-probabilities and `whence
     /// score` would score another spelling of the same text.
     pub non_canonical_responses: usize,
+    /// Responses with no text (the model ended at once): written, but
+    /// `trace` and `select` refuse them unless `--skip-invalid`.
+    pub empty_responses: usize,
     /// Questions whose samples came from the cache.
     pub cached_questions: usize,
     /// Tokens drawn in this run (cached questions not counted), stop tokens included.
@@ -201,6 +204,7 @@ pub fn generate_all(
         finish_reasons: FinishCounts::default(),
         response_tokens: 0,
         non_canonical_responses: 0,
+        empty_responses: 0,
         cached_questions: 0,
         generated_tokens: 0,
         generation_seconds: 0.0,
@@ -355,6 +359,7 @@ pub fn generate_all(
             }
             summary.response_tokens += response.tokens.len() as u64;
             summary.non_canonical_responses += usize::from(!response.canonical);
+            summary.empty_responses += usize::from(response.text.trim().is_empty());
             summary.samples += 1;
         }
     }

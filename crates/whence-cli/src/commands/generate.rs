@@ -179,6 +179,12 @@ pub fn run(args: GenerateArgs, verbosity: Verbosity) -> anyhow::Result<()> {
             s.samples
         );
     }
+    if s.empty_responses > 0 {
+        tracing::warn!(
+            "{} responses are empty (the model stopped at once); trace and select refuse them unless --skip-invalid",
+            s.empty_responses
+        );
+    }
     tracing::info!("wrote {} and {}", args.out.display(), summary_path.display());
     Ok(())
 }
