@@ -47,7 +47,7 @@ enum Command {
     Segment(commands::segment::SegmentArgs),
     /// Grade responses against reference answers; print one JSON line per record
     Grade(commands::grade::GradeArgs),
-    /// Serve a checkpoint behind a vLLM-compatible /v1/completions (prompt_logprobs)
+    /// Serve a checkpoint behind a vLLM-compatible /v1/completions (scoring and sampling)
     Serve(commands::serve::ServeArgs),
     /// Combine the shards of a `--shard K/N` run into what one unsharded run writes
     Merge(commands::merge::MergeArgs),

@@ -8,8 +8,11 @@
 //!   (ChaCha8, seeded from a `u64`), drawing one token from a row of logits.
 //! - [`request_seed`] and [`choice_seed`]: the streams of a run. Sample `k`
 //!   of a question draws from `choice_seed(request_seed(seed, question_id),
-//!   k)`, so a sample does not depend on which other samples or questions
-//!   are decoded beside it, nor on the order they run in.
+//!   k)`, so a sample's random numbers do not depend on which other samples
+//!   or questions are drawn, nor on the order they run in. (The logits it
+//!   draws from can differ in the last bits with the number of samples
+//!   decoded in one batch, so the same `--samples` is part of what makes a
+//!   run reproducible.)
 //!
 //! The order of the filters is that of vLLM and `transformers`: logits are
 //! divided by the temperature, then cut to the `top_k` largest, then to the

@@ -1,30 +1,48 @@
 //! `whence serve`: a local checkpoint behind a vLLM-compatible HTTP API, so
-//! that a GPU node can be a scorer without vLLM, and so that the server
-//! client (`whence-remote`) is tested against a real server.
+//! that a GPU node can be a scorer or a generator without vLLM, and so that
+//! the server clients (`whence-remote`, `whence-generate`) are tested
+//! against a real server.
 //!
 //! Endpoints:
-//! - `POST /v1/completions`: vLLM's body (`model`, `prompt` as token ids or
-//!   text, or a list of either; `max_tokens` 0 or 1; `temperature` 0;
-//!   `prompt_logprobs` k ≥ 0). The answer has vLLM's shape: per choice
-//!   `prompt_token_ids` and `prompt_logprobs`, a list whose first entry is
-//!   `null` and whose others map token ids (as strings) to `{logprob, rank,
-//!   decoded_token}`: the actual token's entry plus the top k. With
-//!   `max_tokens` 1 the greedy next token is the choice's `text`.
+//! - `POST /v1/completions`: vLLM's body. `prompt` is text, token ids, or a
+//!   list of either. Scoring: `prompt_logprobs` k ≤ 20 (per prompt token
+//!   its log-probability, rank and the top k, vLLM's shape), or `echo` with
+//!   `logprobs` k (the OpenAI legacy shape, as lm-evaluation-harness asks
+//!   for it, with `max_tokens` 0 or 1). Sampling: `max_tokens` (default
+//!   16), `n` (default 1; the choices of a prompt are decoded together, in
+//!   one batch), `temperature` (default 1; 0 greedy), `top_p`, `top_k`,
+//!   `seed`, `stop` (a string or a list), `stop_token_ids`, `ignore_eos`,
+//!   `skip_special_tokens` (default true), `include_stop_str_in_output`
+//!   (default false), `logprobs` k ≤ 20 of the generated tokens,
+//!   `return_token_ids`. Answers have vLLM's shape (see [`api`]).
 //! - `GET /v1/models`, `GET /health`.
 //!
 //! Scores come from the same decoder as the in-process scorer, so they are
-//! the in-process numbers exactly. Each connection has a thread (up to
-//! `max_connections`); requests are scored one at a time (the model uses
-//! every core), so concurrent requests wait in line. A bad request gets a 400 JSON error
-//! (`{"error": {"message", "type", "code"}}`) and the server keeps serving.
+//! the in-process numbers exactly. Samples come from the same KV-cache
+//! decoding and token sampler as in-process `whence generate`: choice `i`
+//! of a request with seed `s` draws from the stream `choice_seed(s, i)` and
+//! stops as in-process generation stops (a stop token: the model's EOS and
+//! end-of-turn tokens unless `ignore_eos`, and `stop_token_ids`; or a stop
+//! string in the text of its tokens so far), so `whence generate
+//! vllm+http://…` against `whence serve DIR` writes what `whence generate
+//! DIR` writes with the same seed. A request without a seed gets a fresh
+//! one. A stop token stays in `token_ids` and out of `text`; a stop string
+//! is cut from `text` (both kept with `include_stop_str_in_output`).
+//!
+//! Each connection has a thread (up to `max_connections`); a request holds
+//! the model from its first forward pass to its answer, so requests are
+//! answered one at a time (the model uses every core) and concurrent ones
+//! wait in line. A bad request gets a 400 JSON error (`{"error":
+//! {"message", "type", "code"}}`, the message naming the field and its
+//! value) and the server keeps serving.
 
-mod api;
+pub mod api;
 mod http;
 mod model;
+pub mod sampling;
 
-pub use api::handle;
-pub use model::{Model, PromptScores};
-
+pub use api::{handle, Settings};
+pub use model::{Model, PromptScores, Session};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

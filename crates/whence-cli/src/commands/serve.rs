@@ -8,15 +8,23 @@ use clap::Args;
 
 use crate::args::parse_dtype;
 
+/// What `whence serve --help` says after the options (the one-line
+/// description is the subcommand's, in main.rs).
+const SERVE_HELP: &str = "\
+Endpoints: POST /v1/completions (vLLM's request fields and answers; prompts as text or token ids, or a list of either), GET /v1/models, GET /health.
+
+Scoring: `prompt_logprobs` k (vLLM's shape: per prompt token its log-probability, rank and top k), or `echo` with `logprobs` k and `max_tokens` 0 or 1 (the OpenAI legacy shape, as lm-evaluation-harness asks). Point scoring runs at it with --teacher vllm+http://HOST:PORT/v1 --tokenizer teacher=DIR.
+
+Sampling: `max_tokens` (default 16), `n` (default 1), `temperature` (default 1; 0: greedy), `top_p`, `top_k`, `seed`, `stop` (a string or a list), `stop_token_ids`, `ignore_eos`, `skip_special_tokens` (default true), `include_stop_str_in_output`, `logprobs` k (of the generated tokens: the plain softmax's, temperature 1, and the top k), `return_token_ids`. The n choices of a prompt are decoded together; choice i draws from a stream of the seed and i, as in-process generation draws it, so `whence generate vllm+http://HOST:PORT/v1 --tokenizer DIR` writes what `whence generate DIR` writes with the same seed. The model's EOS and end-of-turn tokens end a choice (unless `ignore_eos`); a stop token stays in `token_ids` and out of `text`.
+
+Refused with a 400 naming the field: values out of range (negative temperature, top_p outside (0, 1], n 0, logprobs over 20, prompt + max_tokens over the context), and what whence serve does not do (penalties, min_p, logit_bias, best_of > n, beam search, streaming). The server keeps serving.
+
+Requests are answered one at a time, each holding the model from its first forward pass to its answer (the model uses every core); concurrent ones wait in line. Logs one line per request on stderr.";
+
 /// Serve a local checkpoint behind a vLLM-compatible API, so that a GPU
-/// node can be a scorer without vLLM: `POST /v1/completions` with
-/// `prompt_logprobs` (token-id or text prompts), `GET /v1/models`,
-/// `GET /health`. Point scoring runs at it with
-/// `--teacher vllm+http://HOST:PORT/v1 --tokenizer teacher=DIR`.
-///
-/// Requests are scored one at a time (the model uses every core);
-/// concurrent ones wait in line. Logs one line per request on stderr.
+/// node can be a scorer or a generator without vLLM (what it answers: `SERVE_HELP`).
 #[derive(Debug, Args)]
+#[command(after_long_help = SERVE_HELP)]
 pub struct ServeArgs {
     /// Checkpoint directory (config.json, tokenizer.json, safetensors)
     pub checkpoint: PathBuf,
@@ -35,7 +43,7 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes
     #[arg(long, default_value = "67108864", value_name = "BYTES")]
     pub max_body_bytes: usize,
-    /// Connections served at once (requests are scored one at a time; more connections wait to be accepted)
+    /// Connections served at once (requests are answered one at a time; more connections wait to be accepted)
     #[arg(long, default_value = "64", value_name = "N")]
     pub max_connections: usize,
     /// Compute dtype: f32 (exact; fastest on CPU), bf16, f16

@@ -3,9 +3,11 @@
 mod attribute;
 mod bad_input;
 mod checkpoint;
+mod generate;
 mod real_data;
 mod report;
 mod select;
+mod serve_sampling;
 mod server;
 mod shard;
 mod trace;

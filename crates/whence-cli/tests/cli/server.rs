@@ -453,8 +453,8 @@ fn serve_answers_bad_requests_with_400_and_keeps_serving() {
     for (body, needle) in [
         ("{", "not JSON"),
         (r#"{"prompt": [1, 999999999], "max_tokens": 0}"#, "outside the vocabulary"),
-        (r#"{"prompt": [1, 2]}"#, "`max_tokens` is 16"),
-        (r#"{"prompt": [1, 2], "max_tokens": 5}"#, "generates at most 1 token"),
+        (r#"{"prompt": [1, 2], "max_tokens": 600}"#, "maximum context length is 512 tokens"),
+        (r#"{"prompt": [1, 2], "max_tokens": 5, "temperature": -1}"#, "`temperature` is -1"),
         (r#"{"prompt": [1, 2], "max_tokens": 0, "prompt_logprobs": 99}"#, "from 0 to 20"),
         (r#"{"prompt": [], "max_tokens": 0}"#, "empty"),
         (r#"{"max_tokens": 0}"#, "no `prompt`"),
