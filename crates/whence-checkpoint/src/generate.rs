@@ -43,6 +43,16 @@ pub struct Continuation {
     pub stopped: bool,
 }
 
+/// What a KV cache may take: 80% of the memory available now
+/// (`MemAvailable` of /proc/meminfo), `None` where that cannot be read.
+/// `whence generate` and `whence serve` refuse work that would need more.
+pub fn kv_cache_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024 / 10 * 8)
+}
+
 /// `log_softmax(row)[token]` with an f64 sum.
 fn logprob_of(row: &[f32], token: u32) -> f32 {
     let (max, sum) = crate::kernels::row_max_and_sum(row);

@@ -324,14 +324,6 @@ pub fn kv_budget(per_token: usize, n: usize, tokens: usize, available: Option<u6
     })
 }
 
-/// 80% of `MemAvailable` (/proc/meminfo), when it can be read.
-fn memory_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024 / 10 * 8)
-}
-
 /// Answers `POST /v1/completions`: `Ok` with the answer (an internal
 /// failure is a 500), `Err` with why the request is refused (a 400).
 fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
@@ -395,7 +387,8 @@ fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
     let session = model.session();
     if max_tokens > 0 && session.on_cpu() {
         let longest = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0) + max_tokens;
-        if let Some(message) = kv_budget(session.kv_bytes_per_token(), settings.n, longest, memory_available()) {
+        if let Some(message) = kv_budget(session.kv_bytes_per_token(), settings.n, longest, whence_checkpoint::generate::kv_cache_memory())
+        {
             return Err(message);
         }
     }

@@ -80,15 +80,6 @@ fn parse_top_k(s: &str) -> Result<TopK, String> {
     s.parse().map_err(|e: whence_generate::SamplingError| e.to_string())
 }
 
-/// What the KV cache may take: 80% of the memory available now
-/// (`MemAvailable` of /proc/meminfo), when it can be read.
-fn memory_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024 / 10 * 8)
-}
-
 fn write_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
     whence_io::write_atomic(path, |writer| {
         for line in lines {
@@ -138,7 +129,7 @@ pub fn run(args: GenerateArgs, verbosity: Verbosity) -> anyhow::Result<()> {
         max_new_tokens: args.max_new_tokens,
         stop: args.stop.clone(),
         skip_invalid: args.skip_invalid,
-        memory_limit: memory_available(),
+        memory_limit: whence_checkpoint::generate::kv_cache_memory(),
     };
     let command = std::iter::once("whence".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
     let mut outcome = whence_generate::generate_all(
