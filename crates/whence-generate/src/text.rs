@@ -89,12 +89,13 @@ pub fn response_of(
         return Ok(Response { text, tokens, spans: encoded.spans, logprobs, canonical: true });
     }
     // Spans from decoding growing prefixes: token i ends where the text of
-    // tokens[..=i] stops agreeing with the full text; tokens that start at
-    // or after a stop string are dropped.
+    // tokens[..=i] stops agreeing with the full text (a token with no text,
+    // such as an id past the tokenizer's vocabulary, gets an empty span);
+    // tokens that start at or after a stop string are dropped.
     let mut spans = Vec::with_capacity(tokens.len());
     let mut start = 0;
     for i in 0..tokens.len() {
-        if start >= cut && i > 0 {
+        if cut < full.len() && start >= cut && i > 0 {
             break;
         }
         let end = if i + 1 == tokens.len() { full.len() } else { common_prefix(&full, &encoder.decode(&tokens[..=i])?) };
@@ -126,6 +127,48 @@ pub fn prompt_fields(prompt: &Prompt) -> (&'static str, serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encoder() -> Encoder {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/fixtures/tiny-qwen2");
+        Encoder::open(&dir, &whence_encode::TemplateMode::Auto).unwrap()
+    }
+
+    fn question() -> Record {
+        Record {
+            id: "q".into(),
+            question_id: "q".into(),
+            prompt: Prompt::Text("1 + 1?".into()),
+            response: String::new(),
+            correct: None,
+            answer: None,
+            source: whence_core::SourceLocation { file: "q.jsonl".into(), line: Some(1), row: None },
+        }
+    }
+
+    #[test]
+    fn tokens_without_text_keep_their_place() {
+        // tiny-qwen2's model has 1,024 rows for a 1,006-token tokenizer: a
+        // drawn padding id has no text, and must still count and keep its
+        // log-probability (a regression: trailing ones were dropped).
+        let encoder = encoder();
+        let (_, prompt) = encoder.prompt_ids(&question()).unwrap();
+        let mut tokens = encoder.tokenizer().encode("Two.", false).unwrap().get_ids().to_vec();
+        tokens.extend([1010, 1011]);
+        let sample = Sample { logprobs: vec![-1.0; tokens.len()], tokens: tokens.clone(), finish_reason: FinishReason::Length };
+        let response = response_of(&encoder, &question(), &prompt, &sample, &[], &[1002]).unwrap();
+        assert_eq!(response.text, "Two.");
+        assert_eq!(response.tokens, tokens);
+        assert_eq!(response.logprobs.len(), tokens.len());
+        assert_eq!(response.spans.last(), Some(&ByteSpan::new(4, 4)));
+        assert!(!response.canonical);
+        // A stop string drops what follows it.
+        let mut tokens = encoder.tokenizer().encode("Two. Three.", false).unwrap().get_ids().to_vec();
+        tokens.push(1010);
+        let sample = Sample { logprobs: vec![-1.0; tokens.len()], tokens, finish_reason: FinishReason::Stop };
+        let response = response_of(&encoder, &question(), &prompt, &sample, &[" Three".into()], &[1002]).unwrap();
+        assert_eq!(response.text, "Two.");
+        assert!(response.spans.iter().all(|s| s.end <= 4));
+    }
 
     #[test]
     fn stops_and_prefixes() {
