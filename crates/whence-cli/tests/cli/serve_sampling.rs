@@ -4,66 +4,25 @@
 //! answers, and bad sampling requests are refused while the server keeps
 //! serving.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
 
+use crate::server::Served;
 use crate::*;
 
 fn fixture(name: &str) -> String {
     root().join("tests/reference/fixtures").join(name).display().to_string()
 }
 
-/// A `whence serve` process on a free loopback port; killed on drop.
-struct Served {
-    child: Child,
-    port: u16,
-}
-
-impl Served {
-    fn start(model: &str, extra: &[&str]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_whence"))
-            .args(["serve", &fixture(model), "--port", "0", "--threads", "1"])
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port = loop {
-            let line = lines.next().expect("whence serve ended before listening").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split(['/', ':']).nth(1).unwrap().parse().unwrap();
-            }
-        };
-        // Keep reading the log so that the server never blocks on it.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-        Served { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("vllm+http://127.0.0.1:{}/v1", self.port)
-    }
-
-    /// POSTs `body` to /v1/completions on a fresh connection: status and body.
-    fn post(&self, body: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let request =
-            format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let status = answer[9..12].parse().unwrap();
-        (status, answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// POSTs `body` to the server's /v1/completions on a fresh connection: status and body.
+fn post(served: &Served, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+    let request = format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    (status, answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
 }
 
 /// Questions with text prompts, and a chat prompt (rendered with the
@@ -101,7 +60,7 @@ fn generate_through_whence_serve_equals_in_process() {
     let scratch = Scratch::new("serve-generate");
     let input = questions(&scratch, 5);
     for model in ["tiny-qwen2", "tiny-llama3"] {
-        let served = Served::start(model, &[]);
+        let served = Served::start_with(model, 0, &[]);
         let dir = fixture(model);
         for (case, flags) in [
             ("top-p-top-k", &["--samples", "3", "--max-new-tokens", "12", "--seed", "5", "--top-p", "0.9", "--top-k", "50"][..]),
@@ -165,7 +124,7 @@ fn openai_python() -> Option<String> {
 #[test]
 fn the_openai_python_client_works_against_whence_serve() {
     let Some(python) = openai_python() else { return };
-    let served = Served::start("tiny-qwen2", &["--api-key", "sesame", "--served-model-name", "tiny"]);
+    let served = Served::start_with("tiny-qwen2", 0, &["--api-key", "sesame", "--served-model-name", "tiny"]);
     let script = root().join("crates/whence-cli/tests/cli/openai_client.py");
     let output = Command::new(&python)
         .arg(&script)
@@ -182,7 +141,7 @@ fn the_openai_python_client_works_against_whence_serve() {
 
 #[test]
 fn bad_sampling_requests_get_400s_and_the_server_keeps_serving() {
-    let served = Served::start("tiny-qwen2", &[]);
+    let served = Served::start_with("tiny-qwen2", 0, &[]);
     for (body, needle) in [
         (r#"{"prompt": [1, 2], "temperature": -1}"#, "`temperature` is -1; it must be a finite number ≥ 0"),
         (r#"{"prompt": [1, 2], "top_p": 0}"#, "`top_p` is 0; it must be in (0, 1]"),
@@ -198,7 +157,7 @@ fn bad_sampling_requests_get_400s_and_the_server_keeps_serving() {
         (r#"{"prompt": [1, 2], "presence_penalty": 1}"#, "`presence_penalty` is 1; whence serve does not support it"),
         (r#"{"prompt": [1, 2], "stream": true}"#, "`stream` is not supported"),
     ] {
-        let (status, answer) = served.post(body);
+        let (status, answer) = post(&served, body);
         assert_eq!(status, 400, "{body}: {answer}");
         let value: serde_json::Value = serde_json::from_str(&answer).unwrap();
         let message = value["error"]["message"].as_str().unwrap();
@@ -206,7 +165,7 @@ fn bad_sampling_requests_get_400s_and_the_server_keeps_serving() {
         assert_eq!(value["error"]["type"], "BadRequestError");
     }
     // Still serving: a sampled request right after.
-    let (status, answer) = served.post(r#"{"prompt": [1, 2, 3], "max_tokens": 5, "n": 2, "seed": 1, "return_token_ids": true}"#);
+    let (status, answer) = post(&served, r#"{"prompt": [1, 2, 3], "max_tokens": 5, "n": 2, "seed": 1, "return_token_ids": true}"#);
     assert_eq!(status, 200, "{answer}");
     let value: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let choices = value["choices"].as_array().unwrap();

@@ -18,9 +18,9 @@ fn fixture(name: &str) -> String {
 
 /// A `whence serve` process; killed on drop. Counts the completions it
 /// answered (from its log).
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     completions: Arc<AtomicUsize>,
     log: Option<std::thread::JoinHandle<()>>,
 }
@@ -31,7 +31,7 @@ impl Served {
     }
 
     /// With further `whence serve` flags.
-    fn start_with(model: &str, port: u16, extra: &[&str]) -> Served {
+    pub(crate) fn start_with(model: &str, port: u16, extra: &[&str]) -> Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_whence"))
             .args(["serve", &fixture(model), "--port", &port.to_string(), "--threads", "1"])
             .args(extra)
@@ -60,7 +60,7 @@ impl Served {
         Served { child, port, completions, log: Some(log) }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("vllm+http://127.0.0.1:{}/v1", self.port)
     }
 
