@@ -240,7 +240,19 @@ impl ScoreCache {
                 })
             })
             .collect::<Result<Vec<_>, CacheError>>()?;
-        if values.is_empty() {
+        let rows: Vec<(&str, &[u8])> = values.iter().map(|(key, value)| (key.as_str(), value.as_slice())).collect();
+        self.upsert(
+            "INSERT INTO scores (model, record, scores) VALUES (?1, ?2, ?3)
+             ON CONFLICT (model, record) DO UPDATE SET scores = excluded.scores",
+            model,
+            &rows,
+        )
+    }
+
+    /// Runs `statement` (an upsert of `(model, key, value)`) for every row in
+    /// one transaction: all or nothing, committed when this returns.
+    fn upsert(&self, statement: &str, model: &str, rows: &[(&str, &[u8])]) -> Result<(), CacheError> {
+        if rows.is_empty() {
             return Ok(());
         }
         let fail = |source| classify(&self.path, "write", source);
@@ -249,14 +261,9 @@ impl ScoreCache {
         // busy timeout) rather than failing to upgrade a read lock later.
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
         {
-            let mut statement = transaction
-                .prepare_cached(
-                    "INSERT INTO scores (model, record, scores) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (model, record) DO UPDATE SET scores = excluded.scores",
-                )
-                .map_err(fail)?;
-            for (key, value) in &values {
-                statement.execute(params![model, key.as_str(), value]).map_err(fail)?;
+            let mut statement = transaction.prepare_cached(statement).map_err(fail)?;
+            for (key, value) in rows {
+                statement.execute(params![model, key, value]).map_err(fail)?;
             }
         }
         transaction.commit().map_err(fail)
@@ -274,24 +281,13 @@ impl ScoreCache {
     /// Stores generated samples in one transaction (all or nothing),
     /// committed when this returns.
     pub fn put_generations(&self, model: &str, entries: &[(String, Vec<u8>)]) -> Result<(), CacheError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let fail = |source| classify(&self.path, "write", source);
-        let mut connection = self.connection();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
-        {
-            let mut statement = transaction
-                .prepare_cached(
-                    "INSERT INTO generations (model, sample, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (model, sample) DO UPDATE SET value = excluded.value",
-                )
-                .map_err(fail)?;
-            for (sample, value) in entries {
-                statement.execute(params![model, sample, value]).map_err(fail)?;
-            }
-        }
-        transaction.commit().map_err(fail)
+        let rows: Vec<(&str, &[u8])> = entries.iter().map(|(sample, value)| (sample.as_str(), value.as_slice())).collect();
+        self.upsert(
+            "INSERT INTO generations (model, sample, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (model, sample) DO UPDATE SET value = excluded.value",
+            model,
+            &rows,
+        )
     }
 
     /// How many entries the cache holds, for one model or for all.

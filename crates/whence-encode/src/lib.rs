@@ -194,7 +194,8 @@ impl Encoder {
     /// `<|eot_id|>`).
     pub fn stop_token_ids(&self) -> Vec<u32> {
         let mut ids = Vec::new();
-        let read = |name: &str| -> Option<serde_json::Value> { serde_json::from_str(&std::fs::read_to_string(self.dir.join(name)).ok()?).ok() };
+        let read =
+            |name: &str| -> Option<serde_json::Value> { serde_json::from_str(&std::fs::read_to_string(self.dir.join(name)).ok()?).ok() };
         for name in ["generation_config.json", "config.json"] {
             match read(name).as_ref().and_then(|v| v.get("eos_token_id")) {
                 Some(serde_json::Value::Number(n)) => ids.extend(n.as_u64().map(|n| n as u32)),
