@@ -39,9 +39,9 @@ pub struct Response {
     pub canonical: bool,
 }
 
-/// The earliest occurrence of any stop string in `text`.
+/// Where the first stop string starts in `text`, if any.
 pub fn first_stop(text: &str, stop: &[String]) -> Option<usize> {
-    stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+    whence_sample::first_stop(text, stop).map(|(at, _)| at)
 }
 
 /// The longest start of `text` that `candidate` shares, cut back to a

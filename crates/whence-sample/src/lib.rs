@@ -255,6 +255,21 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The earliest occurrence of any non-empty stop string in `text`: its byte
+/// position and the string (the first listed, of those found there). The
+/// one rule of where a stop string cuts a sample, for every backend.
+pub fn first_stop<'s>(text: &str, stop: &'s [String]) -> Option<(usize, &'s str)> {
+    let mut best: Option<(usize, &str)> = None;
+    for s in stop.iter().filter(|s| !s.is_empty()) {
+        if let Some(at) = text.find(s.as_str()) {
+            if best.is_none_or(|(b, _)| at < b) {
+                best = Some((at, s.as_str()));
+            }
+        }
+    }
+    best
+}
+
 /// One sequence's sampler: the settings and its own random stream.
 #[derive(Debug, Clone)]
 pub struct TokenSampler {
@@ -422,6 +437,15 @@ mod tests {
         assert_ne!(q, request_seed(0, "q2"));
         assert_ne!(q, request_seed(1, "q1"));
         assert_ne!(choice_seed(q, 0), choice_seed(q, 1));
+    }
+
+    #[test]
+    fn the_earliest_stop_string_wins() {
+        let stop: Vec<String> = vec!["END".into(), "STOP".into(), "".into()];
+        assert_eq!(first_stop("abc STOP def END", &stop), Some((4, "STOP")));
+        assert_eq!(first_stop("abc", &stop), None);
+        let same: Vec<String> = vec!["bc".into(), "b".into()];
+        assert_eq!(first_stop("abc", &same), Some((1, "bc")));
     }
 
     #[test]

@@ -13,23 +13,9 @@
 
 use serde_json::{json, Map, Value};
 use whence_checkpoint::NextToken;
-use whence_sample::{choice_seed, SamplingParams, TokenSampler};
+use whence_sample::{choice_seed, first_stop, SamplingParams, TokenSampler};
 
 use crate::Model;
-
-/// The earliest occurrence of any (non-empty) stop string in `text`: its
-/// byte position and the string (the first listed, of those found there).
-pub fn first_stop<'s>(text: &str, stop: &'s [String]) -> Option<(usize, &'s str)> {
-    let mut best: Option<(usize, &str)> = None;
-    for s in stop.iter().filter(|s| !s.is_empty()) {
-        if let Some(at) = text.find(s.as_str()) {
-            if best.is_none_or(|(b, _)| at < b) {
-                best = Some((at, s.as_str()));
-            }
-        }
-    }
-    best
-}
 
 /// The tokens that end a choice: the request's `stop_token_ids`, and the
 /// model's EOS and end-of-turn tokens unless `ignore_eos`.
