@@ -391,13 +391,18 @@ impl ScorerFactory {
     }
 }
 
-fn default_cache_path() -> PathBuf {
+/// `$XDG_CACHE_HOME/whence`, else `~/.cache/whence`.
+pub fn user_cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("whence").join("scores.sqlite")
+    base.join("whence")
+}
+
+fn default_cache_path() -> PathBuf {
+    user_cache_dir().join("scores.sqlite")
 }
 
 pub fn parse_scorer(s: &str) -> Result<ScorerSpec, String> {

@@ -33,6 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train a small distillation world here (teacher, student, distilled) and run the whole method on it, against known sentence origins
+    Demo(commands::demo::DemoArgs),
     /// Label every action of distilled-model responses (teacher, student, shared, boosted)
     Trace(commands::trace::TraceArgs),
     /// Keep one teacher response per question for distillation
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
     let verbosity = progress::Verbosity::new(cli.verbose, cli.quiet);
     progress::init_logging(verbosity);
     let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(args, verbosity),
         Command::Trace(args) => commands::trace::run(args, verbosity, None),
         Command::Select(args) => commands::select::run(args, verbosity, None),
         Command::Attribute(args) => commands::attribute::run(args, verbosity, None),

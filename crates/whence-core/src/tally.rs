@@ -1,11 +1,11 @@
 //! Label counts and shares.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::label::Label;
 
 /// How many actions carry each label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LabelCounts {
     pub teacher: usize,
     pub student: usize,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use whence_core::beta::{search_beta, BetaSearch, BetaSearchSettings, Stage};
 use whence_core::select::choose;
-use whence_core::{ActionProbabilities, CandidateCounts, Label, Segmenter, SegmenterConfig, Strategy, Threshold};
+use whence_core::{ActionProbabilities, CandidateCounts, Label, Record, Segmenter, SegmenterConfig, Strategy, Threshold};
 use whence_io::{write_json_atomic, RecordSet, Skipped};
 use whence_score::{ModelInfo, Scorer};
 
@@ -83,6 +83,13 @@ impl SelectOutput {
         let mut name = path.as_os_str().to_os_string();
         name.push(".summary.json");
         PathBuf::from(name)
+    }
+
+    /// The kept records, one per question, in input order.
+    pub fn kept_records(&self) -> impl Iterator<Item = &Record> {
+        let mut kept = self.kept.clone();
+        kept.sort_unstable();
+        kept.into_iter().map(|i| &self.input.records[i])
     }
 
     /// Writes the kept records to `path` (in the input's format) and the
@@ -215,5 +222,6 @@ pub fn run_select(
         segmentation: SegmentationSummary::from(&settings.segmentation),
         per_question,
     };
+    input.records = std::mem::take(&mut corpus.records);
     Ok(SelectOutput { input, kept, summary })
 }

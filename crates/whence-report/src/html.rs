@@ -220,6 +220,140 @@ pub fn strategy_table(stats: &[StrategyStats]) -> String {
     out
 }
 
+/// The tables of `demo.json`: models, accuracy, the ground-truth confusion
+/// table (by origin and by family), the origins of every model's samples,
+/// the attribution ranking and the experiment.
+pub fn demo_overview(d: &whence_world::summary::DemoSummary) -> String {
+    use whence_core::Label;
+    const DEMO_LABELS: [Label; 5] = [Label::Teacher, Label::Student, Label::Shared, Label::Boosted, Label::Unscored];
+    let share = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    let mut out = String::from("<p>Every sentence below was written by a model trained on this machine, in a world where each sentence family has a known author. The confusion table checks the labels against those origins, over the held-out responses of the distilled model (the trace below) and, as controls labelled with the same three models and β, of the teacher and the student.</p>");
+    out.push_str("<table class=\"kv\" id=\"demo-models\"><tr><th>model</th><th>architecture</th><th>parameters</th><th>vocabulary</th><th>trained on</th><th>sequences</th><th>steps</th><th>loss first → last</th></tr>");
+    for m in &d.models {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3} → {:.3}</td></tr>",
+            escape(&m.role),
+            escape(&m.architecture),
+            m.parameters,
+            m.vocab_size,
+            escape(&m.trained_on),
+            m.training_sequences,
+            m.steps,
+            m.first_loss,
+            m.final_loss
+        );
+    }
+    out.push_str("</table><table class=\"kv\" id=\"demo-accuracy\"><tr><th>held-out accuracy</th><th>questions</th><th>samples</th><th>correct</th><th>accuracy</th></tr>");
+    for a in &d.accuracy {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td></tr>",
+            escape(&a.model),
+            a.questions,
+            a.samples,
+            a.correct,
+            100.0 * a.accuracy
+        );
+    }
+    out.push_str("</table><table class=\"kv\" id=\"demo-ground-truth\"><tr><th>origin (by family)</th><th>sentences</th>");
+    for label in DEMO_LABELS {
+        let _ = write!(out, "<th>{}{}</th>", swatch(label.as_str()), label.as_str());
+    }
+    out.push_str("</tr>");
+    for row in &d.ground_truth.by_origin {
+        let _ = write!(out, "<tr><td>{}</td><td>{}</td>", row.origin.name(), row.sentences);
+        for label in DEMO_LABELS {
+            let _ = write!(out, "<td>{}</td>", percent(row.labels.count(label), row.sentences));
+        }
+        out.push_str("</tr>");
+    }
+    let _ = write!(
+        out,
+        "</table><p>Teacher-only sentences labelled <code>teacher</code>: {}; student-only sentences labelled <code>student</code>: {} (the goal: at least 80% each; β = {}).</p>",
+        share(d.ground_truth.teacher_only_labelled_teacher),
+        share(d.ground_truth.student_only_labelled_student),
+        d.beta
+    );
+    out.push_str("<table class=\"kv\" id=\"demo-ground-truth-by-source\"><tr><th>responses of</th><th>sentences</th><th>teacher-only</th><th>labelled teacher</th><th>student-only</th><th>labelled student</th><th>unmatched</th></tr>");
+    for source in &d.ground_truth_by_source {
+        let count = |origin: whence_world::Origin| source.truth.by_origin.iter().find(|r| r.origin == origin).map_or(0, |r| r.sentences);
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&source.source),
+            source.truth.sentences,
+            count(whence_world::Origin::TeacherOnly),
+            share(source.truth.teacher_only_labelled_teacher),
+            count(whence_world::Origin::StudentOnly),
+            share(source.truth.student_only_labelled_student),
+            count(whence_world::Origin::Unmatched)
+        );
+    }
+    out.push_str("</table><table class=\"kv\" id=\"demo-families\"><tr><th>family</th><th>origin</th><th>sentences</th>");
+    for label in DEMO_LABELS {
+        let _ = write!(out, "<th>{}</th>", label.as_str());
+    }
+    out.push_str("</tr>");
+    for row in &d.ground_truth.by_family {
+        let _ = write!(out, "<tr><td>{}</td><td>{}</td><td>{}</td>", row.family.name(), row.origin.name(), row.sentences);
+        for label in DEMO_LABELS {
+            let _ = write!(out, "<td>{}</td>", percent(row.labels.count(label), row.sentences));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table><table class=\"kv\" id=\"demo-sample-origins\"><tr><th>samples of</th><th>questions</th><th>responses</th><th>sentences</th>");
+    for origin in whence_world::Origin::ALL {
+        let _ = write!(out, "<th>{}</th>", origin.name());
+    }
+    out.push_str("</tr>");
+    for o in &d.sample_origins {
+        let _ =
+            write!(out, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>", escape(&o.model), escape(&o.split), o.responses, o.sentences);
+        for (_, n) in &o.by_origin {
+            let _ = write!(out, "<td>{}</td>", percent(*n, o.sentences));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table><table class=\"kv\" id=\"demo-attribution\"><tr><th>rank</th><th>candidate teacher</th><th>teacher share</th><th>student share</th><th>margin</th></tr>");
+    for a in &d.attribution {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            a.rank,
+            escape(&a.candidate),
+            share(a.teacher_share),
+            share(a.student_share),
+            a.margin.map_or("–".to_string(), |m| format!("{m:+.3}"))
+        );
+    }
+    out.push_str("</table>");
+    if let Some(e) = &d.experiment {
+        let _ = write!(
+            out,
+            "<p>Experiment: the student distilled on {} teacher responses chosen by each strategy; held-out accuracy over {} questions × {} samples per seed.</p>",
+            e.training_responses, e.heldout_questions, e.samples_per_question
+        );
+        out.push_str("<table class=\"kv\" id=\"demo-experiment\"><tr><th>strategy</th><th>accuracy, mean ± sd</th><th>per seed</th><th>teacher actions per kept response</th><th>actions per kept response</th><th>kept responses correct</th></tr>");
+        for r in &e.rows {
+            let seeds: Vec<String> = r.accuracies.iter().map(|a| format!("{:.1}%", 100.0 * a)).collect();
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{:.1}% ± {:.1}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}%</td></tr>",
+                escape(&r.strategy),
+                100.0 * r.mean,
+                100.0 * r.std,
+                seeds.join(", "),
+                r.mean_teacher_actions,
+                r.mean_actions,
+                100.0 * r.kept_correct
+            );
+        }
+        out.push_str("</table>");
+    }
+    out
+}
+
 pub fn attribute_overview(s: &AttributeSummary) -> String {
     let mut out = String::from("<table class=\"kv\">");
     row(&mut out, "input", &s.input.path);

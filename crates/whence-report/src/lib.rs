@@ -421,6 +421,15 @@ pub fn build_report(input: &Path, options: &ReportOptions) -> Result<Report, Rep
     let run: Run = load::discover(input)?;
     let mut sections = Vec::new();
     let mut browser = None;
+    if let Some(demo) = &run.demo {
+        sections.push(Section {
+            id: "demo".into(),
+            title: "Demo: the distillation world against its ground truth".into(),
+            intro: html::demo_overview(demo),
+            figures: Vec::new(),
+            outro: String::new(),
+        });
+    }
     if let Some(trace) = &run.trace {
         let (s, b) = trace_sections(trace, options)?;
         sections.extend(s);

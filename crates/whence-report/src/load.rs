@@ -20,6 +20,8 @@ pub struct Run {
     pub trace: Option<TraceRun>,
     pub selects: Vec<SelectRun>,
     pub attribute: Option<AttributeRun>,
+    /// `demo.json` of a `whence demo` run.
+    pub demo: Option<whence_world::summary::DemoSummary>,
 }
 
 #[derive(Debug, Clone)]
@@ -350,6 +352,9 @@ pub fn discover(path: &Path) -> Result<Run, ReportError> {
         }
         if path.join("attribution.json").is_file() {
             run.attribute = Some(read_attribute(path)?);
+        }
+        if path.join("demo.json").is_file() {
+            run.demo = Some(read_json(&path.join("demo.json"))?);
         }
         let mut names: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(ReportError::read(path))?

@@ -107,7 +107,9 @@ impl ModelShape {
             "use_cache": true,
         });
         let extra = match self.architecture {
-            Architecture::Qwen2 => serde_json::json!({"use_sliding_window": false, "sliding_window": null, "max_window_layers": self.layers}),
+            Architecture::Qwen2 => {
+                serde_json::json!({"use_sliding_window": false, "sliding_window": null, "max_window_layers": self.layers})
+            }
             Architecture::Llama => serde_json::json!({"attention_bias": false, "mlp_bias": false, "pretraining_tp": 1}),
         };
         if let (Some(config), serde_json::Value::Object(extra)) = (config.as_object_mut(), extra) {
@@ -119,12 +121,20 @@ impl ModelShape {
     /// Reads the shape back from a `config.json` this crate wrote.
     pub fn from_hf_config(value: &serde_json::Value) -> Result<Self, TrainError> {
         let number = |key: &str| {
-            value.get(key).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| TrainError::Shape(format!("config.json: field `{key}` is missing")))
+            value
+                .get(key)
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+                .ok_or_else(|| TrainError::Shape(format!("config.json: field `{key}` is missing")))
         };
         let architecture = match value.pointer("/architectures/0").and_then(|v| v.as_str()) {
             Some("Qwen2ForCausalLM") => Architecture::Qwen2,
             Some("LlamaForCausalLM") => Architecture::Llama,
-            other => return Err(TrainError::Shape(format!("config.json: architecture {other:?} is not one this crate trains (Qwen2ForCausalLM, LlamaForCausalLM)"))),
+            other => {
+                return Err(TrainError::Shape(format!(
+                    "config.json: architecture {other:?} is not one this crate trains (Qwen2ForCausalLM, LlamaForCausalLM)"
+                )))
+            }
         };
         let shape = ModelShape {
             architecture,
@@ -181,8 +191,7 @@ fn normal(rng: &mut ChaCha8Rng, count: usize, std: f64) -> Vec<f32> {
 
 fn rope_tables(shape: &ModelShape, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     let half = shape.head_dim() / 2;
-    let inverse: Vec<f64> =
-        (0..half).map(|j| 1.0 / ModelShape::ROPE_THETA.powf(2.0 * j as f64 / shape.head_dim() as f64)).collect();
+    let inverse: Vec<f64> = (0..half).map(|j| 1.0 / ModelShape::ROPE_THETA.powf(2.0 * j as f64 / shape.head_dim() as f64)).collect();
     let mut cos = Vec::with_capacity(shape.max_positions * 2 * half);
     let mut sin = Vec::with_capacity(shape.max_positions * 2 * half);
     for position in 0..shape.max_positions {
@@ -194,10 +203,7 @@ fn rope_tables(shape: &ModelShape, device: &Device) -> candle_core::Result<(Tens
             }
         }
     }
-    Ok((
-        Tensor::from_vec(cos, (shape.max_positions, 2 * half), device)?,
-        Tensor::from_vec(sin, (shape.max_positions, 2 * half), device)?,
-    ))
+    Ok((Tensor::from_vec(cos, (shape.max_positions, 2 * half), device)?, Tensor::from_vec(sin, (shape.max_positions, 2 * half), device)?))
 }
 
 fn linear(x: &Tensor, weight: &Var, bias: Option<&Var>) -> candle_core::Result<Tensor> {

@@ -116,7 +116,12 @@ fn batch_tensors(examples: &[&Example], pad: u32) -> candle_core::Result<(Tensor
     }
     let shape = (examples.len(), time);
     let device = Device::Cpu;
-    Ok((Tensor::from_vec(inputs, shape, &device)?, Tensor::from_vec(targets, shape, &device)?, Tensor::from_vec(mask, shape, &device)?, examples.len() * time))
+    Ok((
+        Tensor::from_vec(inputs, shape, &device)?,
+        Tensor::from_vec(targets, shape, &device)?,
+        Tensor::from_vec(mask, shape, &device)?,
+        examples.len() * time,
+    ))
 }
 
 /// Trains `model` on `examples`; `on_step` sees every step.
@@ -128,7 +133,9 @@ pub fn train(
     on_step: &mut dyn FnMut(StepReport),
 ) -> Result<TrainReport, TrainError> {
     let limit = model.shape().max_positions;
-    if let Some(long) = examples.iter().find(|e| e.ids.len() > limit + 1 || e.ids.len() < 2 || e.learn_from == 0 || e.learn_from >= e.ids.len()) {
+    if let Some(long) =
+        examples.iter().find(|e| e.ids.len() > limit + 1 || e.ids.len() < 2 || e.learn_from == 0 || e.learn_from >= e.ids.len())
+    {
         return Err(TrainError::Shape(format!(
             "a training sequence of {} tokens learning from {} does not fit a model of {limit} positions",
             long.ids.len(),

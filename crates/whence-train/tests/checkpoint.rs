@@ -13,7 +13,10 @@ fn corpus() -> Vec<(String, String)> {
     (0..48)
         .map(|i| {
             let (a, k) = (2 + i % 20, 1 + i % 7);
-            (format!("Ana has {a} coins. Then Ana finds {k} more. How many coins does Ana have now?"), format!("After finding {k} more, Ana has {a} + {k} = {} coins.\nThe answer is \\boxed{{{}}}.", a + k, a + k))
+            (
+                format!("Ana has {a} coins. Then Ana finds {k} more. How many coins does Ana have now?"),
+                format!("After finding {k} more, Ana has {a} + {k} = {} coins.\nThe answer is \\boxed{{{}}}.", a + k, a + k),
+            )
         })
         .collect()
 }
@@ -64,7 +67,10 @@ fn saved_checkpoints_score_as_the_training_forward_and_reload() {
         let model = build(&dir, architecture, 7);
         assert!(!dir.with_file_name(format!("{architecture:?}.partial-{}", std::process::id())).exists());
 
-        let (question, response) = ("Ben has 9 cards. Then Ben finds 4 more. How many cards does Ben have now?", "After finding 4 more, Ben has 9 + 4 = 13 cards.\nThe answer is \\boxed{13}.");
+        let (question, response) = (
+            "Ben has 9 cards. Then Ben finds 4 more. How many cards does Ben have now?",
+            "After finding 4 more, Ben has 9 + 4 = 13 cards.\nThe answer is \\boxed{13}.",
+        );
         let mut scorer = CheckpointScorer::open(&dir, CheckpointOptions::default()).unwrap();
         let scored = scorer.score(&record(question, response)).unwrap();
         let encoder = whence_encode::Encoder::open(&dir, &whence_encode::TemplateMode::Auto).unwrap();

@@ -21,6 +21,8 @@ mod random;
 mod solution;
 mod template;
 
+pub mod summary;
+
 pub use family::{Family, Origin, Style};
 pub use matcher::Matcher;
 pub use problem::{problems, Operation, Problem, Split, WorldSettings, ITEMS, MAX_TOTAL, NAMES};

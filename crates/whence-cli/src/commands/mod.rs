@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod attribute;
+pub mod demo;
 pub mod generate;
 pub mod grade;
 pub mod merge;

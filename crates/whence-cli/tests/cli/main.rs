@@ -3,6 +3,7 @@
 mod attribute;
 mod bad_input;
 mod checkpoint;
+mod demo;
 mod generate;
 mod real_data;
 mod report;
@@ -143,6 +144,7 @@ fn help_snapshots() {
     insta::assert_snapshot!("help", stdout(&whence(["--help"])));
     insta::assert_snapshot!("help_trace", stdout(&whence(["trace", "--help"])));
     insta::assert_snapshot!("help_select", stdout(&whence(["select", "--help"])));
+    insta::assert_snapshot!("help_demo", stdout(&whence(["demo", "--help"])));
 }
 
 #[test]
