@@ -52,7 +52,7 @@ def main() -> int:
         for role, checkpoint in models_of(args.demo).items():
             out = Path(tmp) / f"{role}.jsonl"
             subprocess.run(
-                [str(args.whence), "score", "--model", str(checkpoint), "--input", str(inputs), "--out", str(out), "--no-cache", "-q"],
+                [str(args.whence), "score", "--model", str(checkpoint), "--input", str(inputs), "--out", str(out), "--no-cache", "--skip-invalid", "-q"],
                 check=True,
             )
             scored = {json.loads(l)["id"]: json.loads(l) for l in out.read_text().splitlines()}
@@ -61,6 +61,8 @@ def main() -> int:
             model.eval()
             worst, tokens = 0.0, 0
             for r in records:
+                if r["id"] not in scored:
+                    continue  # whence could not score it (an empty response)
                 prompt = tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}], tokenize=False, add_generation_prompt=True)
                 prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
                 ids = tokenizer(prompt + r["response"], add_special_tokens=False)["input_ids"]

@@ -5,7 +5,10 @@ use std::path::Path;
 
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer, TokenizerBuilder};
 
 use crate::TrainError;
 
@@ -20,9 +23,17 @@ pub const TURN_END: &str = "<|im_end|>";
 /// without the default system turn.
 pub const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-/// Trains a byte-level BPE (GPT-2's pre-tokenizer regex, no prefix space) of
-/// at most `vocab_size` entries, the three special tokens included, on
-/// `texts`. The result depends only on the texts and the size.
+/// Qwen2's pre-tokenizer pattern (digits one by one). `transformers` 5
+/// loads every `qwen2` checkpoint's tokenizer with this pattern whatever
+/// `tokenizer.json` says, so a tokenizer trained with another one would
+/// tokenize differently there.
+pub const PRETOKENIZE_PATTERN: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Trains a byte-level BPE of at most `vocab_size` entries, the three
+/// special tokens included, on `texts`, with Qwen2's pre-tokenizer (its
+/// split pattern, then byte-level without a prefix space). The result
+/// depends only on the texts and the size.
 pub fn train_tokenizer<S: AsRef<str> + Send>(texts: impl Iterator<Item = S> + Send, vocab_size: usize) -> Result<Tokenizer, TrainError> {
     let failed = |e: tokenizers::Error| TrainError::Tokenizer(e.to_string());
     let specials: Vec<AddedToken> = [END_OF_TEXT, TURN_START, TURN_END].iter().map(|t| AddedToken::from(*t, true)).collect();
@@ -33,11 +44,13 @@ pub fn train_tokenizer<S: AsRef<str> + Send>(texts: impl Iterator<Item = S> + Se
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
         .special_tokens(specials.clone())
         .build();
-    let byte_level = ByteLevel::default().add_prefix_space(false).trim_offsets(false);
+    let byte_level = ByteLevel::default().add_prefix_space(false).trim_offsets(false).use_regex(false);
+    let split = Split::new(SplitPattern::Regex(PRETOKENIZE_PATTERN.into()), SplitDelimiterBehavior::Isolated, false).map_err(failed)?;
+    let pre_tokenizer = PreTokenizerWrapper::Sequence(Sequence::new(vec![split.into(), byte_level.into()]));
     let mut tokenizer = TokenizerBuilder::new()
         .with_model(BPE::default())
         .with_normalizer(None::<tokenizers::NormalizerWrapper>)
-        .with_pre_tokenizer(Some(byte_level))
+        .with_pre_tokenizer(Some(pre_tokenizer))
         .with_post_processor(Some(byte_level))
         .with_decoder(Some(byte_level))
         .build()
