@@ -439,3 +439,34 @@ pub fn ground_truth(matcher: &Matcher, actions: &whence_io::Table) -> GroundTrut
         .filter_map(|((text, label), _)| Some((text.as_deref()?, label_of(label.as_deref()?))));
     GroundTruth::tally(matcher, rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whence_io::{Column, Table};
+
+    #[test]
+    fn ground_truth_reads_the_trace_actions_and_leaves_special_tokens_out() {
+        let mut actions = Table::new();
+        let text = |v: &[&str]| Column::Text(v.iter().map(|s| Some(s.to_string())).collect());
+        actions
+            .push("text", text(&["We need to find how many coins Ben has at the end.\n", "<|im_end|>", "Ben ends with 3 + 4 = 7 coins. "]))
+            .push("special", Column::Boolean(vec![Some(false), Some(true), Some(false)]))
+            .push("label", text(&["teacher", "shared", "student"]));
+        let truth = ground_truth(&Matcher::new(), &actions);
+        assert_eq!(truth.sentences, 2);
+        assert_eq!(truth.teacher_only_labelled_teacher, Some(1.0));
+        assert_eq!(truth.student_only_labelled_student, Some(1.0));
+        assert_eq!(ground_truth(&Matcher::new(), &Table::new()), GroundTruth::default());
+    }
+
+    #[test]
+    fn presets_parse_and_name_themselves() {
+        for name in Preset::NAMES {
+            assert_eq!(name.parse::<Preset>().unwrap().name(), *name);
+        }
+        assert!("huge".parse::<Preset>().unwrap_err().contains("valid: standard, tiny"));
+        assert_eq!(DemoPlan::new(Preset::Standard, 5), DemoPlan::new(Preset::Standard, 5));
+        assert_ne!(DemoPlan::new(Preset::Standard, 5).teacher.train.seed, DemoPlan::new(Preset::Standard, 6).teacher.train.seed);
+    }
+}
