@@ -49,18 +49,7 @@ impl GroundTruth {
             }
         }
         by_family.sort_by_key(|r| Family::ALL.iter().position(|&f| f == r.family));
-        let share = |origin: Origin, label: Label| {
-            let row = by_origin.iter().find(|r| r.origin == origin)?;
-            let scored = row.sentences - row.labels.unscored;
-            (scored > 0).then(|| row.labels.count(label) as f64 / scored as f64)
-        };
-        GroundTruth {
-            sentences,
-            teacher_only_labelled_teacher: share(Origin::TeacherOnly, Label::Teacher),
-            student_only_labelled_student: share(Origin::StudentOnly, Label::Student),
-            by_origin,
-            by_family,
-        }
+        GroundTruth::from_rows(sentences, by_origin, by_family)
     }
 }
 
@@ -107,24 +96,30 @@ impl GroundTruth {
             }
         }
         let count = |c: &LabelCounts| Label::ALL.iter().map(|&l| c.count(l)).sum::<usize>();
-        let share = |origin: Origin, label: Label| {
-            let (_, counts) = by_origin.iter().find(|(o, _)| *o == origin)?;
-            let scored = count(counts) - counts.unscored;
-            (scored > 0).then(|| counts.count(label) as f64 / scored as f64)
-        };
-        GroundTruth {
-            sentences: total,
-            teacher_only_labelled_teacher: share(Origin::TeacherOnly, Label::Teacher),
-            student_only_labelled_student: share(Origin::StudentOnly, Label::Student),
-            by_origin: by_origin
-                .iter()
-                .map(|(origin, labels)| OriginRow { origin: *origin, sentences: count(labels), labels: *labels })
-                .collect(),
-            by_family: by_family
+        GroundTruth::from_rows(
+            total,
+            by_origin.iter().map(|(origin, labels)| OriginRow { origin: *origin, sentences: count(labels), labels: *labels }).collect(),
+            by_family
                 .iter()
                 .filter(|(_, labels)| count(labels) > 0)
                 .map(|(family, labels)| FamilyRow { family: *family, origin: family.origin(), sentences: count(labels), labels: *labels })
                 .collect(),
+        )
+    }
+
+    /// The table from its rows, with the two goal shares.
+    fn from_rows(sentences: usize, by_origin: Vec<OriginRow>, by_family: Vec<FamilyRow>) -> GroundTruth {
+        let share = |origin: Origin, label: Label| {
+            let row = by_origin.iter().find(|r| r.origin == origin)?;
+            let scored = row.sentences - row.labels.unscored;
+            (scored > 0).then(|| row.labels.count(label) as f64 / scored as f64)
+        };
+        GroundTruth {
+            sentences,
+            teacher_only_labelled_teacher: share(Origin::TeacherOnly, Label::Teacher),
+            student_only_labelled_student: share(Origin::StudentOnly, Label::Student),
+            by_origin,
+            by_family,
         }
     }
 }
@@ -292,6 +287,20 @@ mod tests {
         assert_eq!(truth.teacher_only_labelled_teacher, Some(0.5));
         assert_eq!(truth.student_only_labelled_student, Some(1.0));
         assert_eq!(truth.by_family.len(), 5);
+    }
+
+    #[test]
+    fn combined_tables_add_up() {
+        let matcher = Matcher::new();
+        let a = GroundTruth::tally(
+            &matcher,
+            [("The answer is \\boxed{7}.", Label::Shared), ("Ana ends with 3 + 4 = 7 apples.", Label::Student)],
+        );
+        let b = GroundTruth::tally(&matcher, [("Ana ends with 3 + 4 = 8 apples.", Label::Teacher)]);
+        let both = GroundTruth::combined([&a, &b]);
+        assert_eq!(both.sentences, 3);
+        assert_eq!(both.student_only_labelled_student, Some(0.5));
+        assert_eq!(both.by_family.iter().map(|r| r.sentences).sum::<usize>(), 3);
     }
 
     #[test]
