@@ -38,15 +38,7 @@ pub fn write_questions(path: &Path, problems: &[Problem]) -> Result<(), DemoErro
 }
 
 pub fn write_lines(path: &Path, lines: &[String]) -> Result<(), DemoError> {
-    use std::io::Write;
-    whence_io::write_atomic(path, |writer| {
-        for line in lines {
-            writer.write_all(line.as_bytes())?;
-            writer.write_all(b"\n")?;
-        }
-        Ok(())
-    })
-    .map_err(|e| DemoError::io(path, e))
+    whence_io::write_lines_atomic(path, lines).map_err(|e| DemoError::io(path, e))
 }
 
 /// Samples `samples` responses to each question from the checkpoint at

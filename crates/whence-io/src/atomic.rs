@@ -32,6 +32,17 @@ where
     result
 }
 
+/// Writes each of `lines` followed by a newline (JSONL).
+pub fn write_lines_atomic(path: &Path, lines: &[String]) -> std::io::Result<()> {
+    write_atomic(path, |writer| {
+        for line in lines {
+            writer.write_all(line.as_bytes())?;
+            writer.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
 /// Writes `value` as pretty JSON with a final newline.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     write_atomic(path, |writer| {

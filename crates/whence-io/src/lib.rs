@@ -12,6 +12,6 @@ pub mod atomic;
 pub mod records;
 pub mod table;
 
-pub use atomic::{write_atomic, write_json_atomic};
+pub use atomic::{write_atomic, write_json_atomic, write_lines_atomic};
 pub use records::{read_records, FieldNames, InputError, InputFormat, ReadOptions, RecordSet, Skipped};
 pub use table::{Column, OutputFormat, Table};

@@ -1,6 +1,5 @@
 //! `whence generate`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -81,14 +80,7 @@ fn parse_top_k(s: &str) -> Result<TopK, String> {
 }
 
 fn write_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
-    whence_io::write_atomic(path, |writer| {
-        for line in lines {
-            writer.write_all(line.as_bytes())?;
-            writer.write_all(b"\n")?;
-        }
-        Ok(())
-    })
-    .with_context(|| format!("writing {}", path.display()))
+    whence_io::write_lines_atomic(path, lines).with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn run(args: GenerateArgs, verbosity: Verbosity) -> anyhow::Result<()> {
