@@ -350,6 +350,8 @@ pub fn demo_overview(d: &whence_world::summary::DemoSummary) -> String {
             );
         }
         out.push_str("</table>");
+    } else {
+        out.push_str("<p id=\"demo-no-experiment\">No experiment ran (<code>whence demo --experiment</code> distils the student on the responses each selection strategy keeps and compares their held-out accuracy).</p>");
     }
     out
 }

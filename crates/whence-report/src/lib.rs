@@ -128,6 +128,12 @@ fn trajectory_plot(t: &Trajectory<'_>) -> TrajectoryPlot {
     }
 }
 
+/// `text` with its first letter in upper case.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+}
+
 /// Behaviour counts per label over a trace's non-special actions.
 pub fn behaviour_table(actions: &[ActionRow]) -> BehaviourTable {
     let mut rows: Vec<(String, [usize; 3])> = style::LABELS.iter().map(|l| (l.to_string(), [0; 3])).collect();
@@ -158,12 +164,16 @@ fn trace_sections(run: &TraceRun, options: &ReportOptions) -> Result<(Vec<Sectio
         options: ProfileOptions { window: options.window, min_count: options.min_count },
     };
     let split = figures::profile::split_by_correctness(&run.positions);
-    let caption = format!(
-        "At each action index j, the fraction of each label among the responses whose action j is scored; {}. Smoothed with a centred moving window of {} positions, pooled by count (Σ f·n / Σ n). The lower panel shows n_j, the responses behind each point; the axis ends at the last index with at least {} responses. Dotted lines mark where the mean response reaches each multiple of the marker spacing in distilled-model tokens.",
+    let caption = if figures::profile::extent(&run.positions, options.min_count) == figures::profile::Extent::Empty {
+        format!("{}.", capitalised(&figures::profile::extent_note(&run.positions, options.min_count)))
+    } else {
+        format!(
+        "At each action index j, the fraction of each label among the responses whose action j is scored; {}. Smoothed with a centred moving window of {} positions, pooled by count (Σ f·n / Σ n). The lower panel shows n_j, the responses behind each point; {}. Dotted lines mark where the mean response reaches each multiple of the marker spacing in distilled-model tokens.",
         if split { "solid lines are correct responses, dashed incorrect ones" } else { "all responses (correctness is not known for both groups)" },
         options.window,
-        options.min_count
-    );
+        figures::profile::extent_note(&run.positions, options.min_count)
+    )
+    };
     sections.push(Section {
         id: "profile".into(),
         title: "Position profile".into(),
@@ -177,9 +187,9 @@ fn trace_sections(run: &TraceRun, options: &ReportOptions) -> Result<(Vec<Sectio
         Some(search) => {
             let plot = BetaPlot { name: "beta-search".into(), title: "β search after distillation".into(), search: search.clone() };
             let caption = format!(
-                "For each β tried, the histograms ({} bins) of the per-trajectory proportions of teacher, student and common (shared + boosted) actions over {} trajectories; the chosen β = {} minimises the overlap O(β){}.",
+                "For each β tried, the histograms ({} bins) of the per-trajectory proportions of teacher, student and common (shared + boosted) actions over {}; the chosen β = {} minimises the overlap O(β){}.",
                 search.settings.bins,
-                search.trajectories,
+                figures::counted(search.trajectories, "trajectory"),
                 search.beta,
                 if search.stopped_early { "; the search stopped early when the mean common proportion exceeded the mean teacher proportion" } else { "" }
             );
@@ -249,7 +259,11 @@ fn trace_sections(run: &TraceRun, options: &ReportOptions) -> Result<(Vec<Sectio
     sections.push(Section {
         id: "trajectory-figures".into(),
         title: "Trajectory figures".into(),
-        intro: "<p>Figure files for chosen trajectories (<code>--trajectory ID</code>, default the first). Every trajectory can be browsed below.</p>".into(),
+        intro: if all.is_empty() {
+            "<p>The trace has no actions, so there is no trajectory to draw.</p>".into()
+        } else {
+            "<p>Figure files for chosen trajectories (<code>--trajectory ID</code>, default the first). Every trajectory can be browsed below.</p>".into()
+        },
         figures: trajectory_figures,
         outro: String::new(),
     });
@@ -319,8 +333,9 @@ fn select_sections(run: &SelectRun, n: usize, options: &ReportOptions) -> Result
         let plot =
             BetaPlot { name: format!("select-beta-search{suffix}"), title: "β search before training".into(), search: search.clone() };
         let caption = format!(
-            "Before training, actions are teacher, student or common by p_T − p_S alone. For each β tried, the histograms of the per-response proportions over {} responses; the chosen β = {} minimises the overlap.",
-            search.trajectories, search.beta
+            "Before training, actions are teacher, student or common by p_T − p_S alone. For each β tried, the histograms of the per-response proportions over {}; the chosen β = {} minimises the overlap.",
+            figures::counted(search.trajectories, "response"),
+            search.beta
         );
         figs.push(render(&plot, "β search for selection (paper Fig. 6)", caption, options.png_scale)?);
     }
@@ -386,8 +401,15 @@ fn attribute_sections(run: &AttributeRun, options: &ReportOptions) -> Result<Vec
             &profiles,
             "Candidate teachers: position profiles (paper Fig. 13, 14)",
             format!(
-                "Each candidate's position profile, smoothed over {} positions, axis cut at n ≥ {}.",
-                options.window, options.min_count
+                "Each candidate's position profile, smoothed over {} positions, axis cut at n ≥ {}{}.",
+                options.window,
+                options.min_count,
+                match run.profiles.first() {
+                    Some((_, rows))
+                        if !matches!(figures::profile::extent(rows, options.min_count), figures::profile::Extent::Cut { .. }) =>
+                        format!("; {}", figures::profile::extent_note(rows, options.min_count)),
+                    _ => String::new(),
+                }
             ),
             options.png_scale,
         )?,

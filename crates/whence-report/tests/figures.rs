@@ -2,6 +2,9 @@
 //! figure shows in review. The SVG is normalised: numbers are rounded to one
 //! decimal (so that a last-digit change in text measurement or float
 //! formatting does not flood the diff) and trailing whitespace is removed.
+//! Tick labels are checked before that rounding (see `common::assert_honest`).
+
+mod common;
 
 use whence_report::behaviour::Behaviour;
 use whence_report::figures::attribution::{CandidateBar, SharesPlot};
@@ -44,7 +47,8 @@ fn normalise(svg: &str) -> String {
 
 fn check(plot: &impl Plot) -> String {
     let svg = render_svg(plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    // Distinct tick labels on every axis, no NaN: see tests/common.
+    common::assert_honest(&plot.name(), &svg);
     let png = render_png(plot, 1.0).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
     normalise(&svg)

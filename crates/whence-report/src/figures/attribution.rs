@@ -6,8 +6,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::axis::Axis;
 use super::profile::{draw_profile, profile_legend, split_by_correctness, ProfileOptions};
-use super::{side_legend, Key};
+use super::{no_data, side_legend, Key};
 use crate::load::PositionRow;
 use crate::style::{label_colour, DrawResult, Plot, Style, GRID, LABELS};
 
@@ -41,16 +42,21 @@ impl Plot for SharesPlot {
     where
         DB::ErrorType: 'static,
     {
-        let (plot_area, legend_area) = area.split_horizontally(area.dim_in_pixel().0 - style.px(150.0));
         let n = self.candidates.len();
+        let caption = "Label shares under each candidate teacher (ranked by teacher − student share)";
+        if n == 0 {
+            return no_data(area, style, caption, "no candidate teacher in the attribution");
+        }
+        let (plot_area, legend_area) = area.split_horizontally(area.dim_in_pixel().0 - style.px(150.0));
         let names: Vec<String> = self.candidates.iter().map(|c| format!("#{} {} (β={:.2})", c.rank, c.name, c.beta)).collect();
+        let (x, y) = (Axis::linear(0.0, 1.0, 11).percent(), Axis::rows(n));
         let mut chart = ChartBuilder::on(&plot_area)
-            .caption("Label shares under each candidate teacher (ranked by teacher − student share)", style.font(15.0))
+            .caption(caption, style.font(15.0))
             .margin(style.px(10.0))
             .margin_right(style.px(115.0))
             .x_label_area_size(style.px(36.0))
             .y_label_area_size(style.px(200.0))
-            .build_cartesian_2d(0f64..1.0, -0.5f64..(n as f64 - 0.5))?;
+            .build_cartesian_2d(x.coord(), y.coord())?;
         let formatter = super::row_labels(&names);
         chart
             .configure_mesh()
@@ -60,9 +66,8 @@ impl Plot for SharesPlot {
             .x_desc("share of scored actions")
             .label_style(style.font(12.0))
             .axis_desc_style(style.font(12.0))
-            .y_labels(n + 2)
             .y_label_formatter(&formatter)
-            .x_label_formatter(&|x| format!("{:.0}%", x * 100.0))
+            .x_label_formatter(&|v| x.label(*v))
             .draw()?;
         let inside = style.font(11.0).pos(Pos::new(HPos::Center, VPos::Center));
         let right = style.font(12.0).pos(Pos::new(HPos::Left, VPos::Center));
@@ -71,7 +76,7 @@ impl Plot for SharesPlot {
             let mut left = 0.0;
             for (slot, label) in LABELS.iter().enumerate() {
                 let share = c.shares[slot];
-                if share <= 0.0 {
+                if !share.is_finite() || share <= 0.0 {
                     continue;
                 }
                 chart.draw_series(std::iter::once(Rectangle::new(
@@ -87,7 +92,7 @@ impl Plot for SharesPlot {
                 }
                 left += share;
             }
-            let margin = c.margin.map_or("margin n/a".to_string(), |m| format!("margin {m:+.3}"));
+            let margin = c.margin.filter(|m| m.is_finite()).map_or("margin n/a".to_string(), |m| format!("margin {m:+.3}"));
             chart.draw_series(std::iter::once(Text::new(margin, (1.01, y), right.clone())))?;
         }
         let entries: Vec<(String, Key)> = LABELS.iter().map(|l| (l.to_string(), Key::Square(label_colour(l), 0.85))).collect();
@@ -122,7 +127,11 @@ impl Plot for ProfilesPlot {
     where
         DB::ErrorType: 'static,
     {
-        let area = area.margin(style.px(6.0), 0, 0, 0).titled("Position profile under each candidate teacher", style.font(16.0))?;
+        let title = "Position profile under each candidate teacher";
+        if self.candidates.is_empty() {
+            return no_data(area, style, title, "no candidate teacher has a position profile");
+        }
+        let area = area.margin(style.px(6.0), 0, 0, 0).titled(title, style.font(16.0))?;
         let (main, legend) = area.split_horizontally(area.dim_in_pixel().0 - style.px(160.0));
         let rows = self.candidates.len().max(1).div_ceil(self.columns());
         let panels = main.split_evenly((rows, self.columns()));

@@ -6,7 +6,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{side_legend, Key};
+use super::axis::Axis;
+use super::{no_data, side_legend, Key};
 use crate::behaviour::Behaviour;
 use crate::style::{behaviour_colour, DrawResult, Plot, Style, GRID};
 
@@ -42,15 +43,20 @@ impl Plot for BehaviourPlot {
     where
         DB::ErrorType: 'static,
     {
-        let (plot_area, legend_area) = area.split_horizontally(area.dim_in_pixel().0 - style.px(160.0));
         let rows = &self.table.rows;
+        let title = "Behaviours within each label";
+        if rows.iter().all(|(_, counts)| counts.iter().all(|&c| c == 0)) {
+            return no_data(area, style, title, "no non-special action to classify");
+        }
+        let (plot_area, legend_area) = area.split_horizontally(area.dim_in_pixel().0 - style.px(160.0));
+        let y = Axis::linear(0.0, 1.0, 11).percent();
         let names: Vec<String> = rows.iter().map(|(label, counts)| format!("{label} (n={})", counts.iter().sum::<usize>())).collect();
         let mut chart = ChartBuilder::on(&plot_area)
-            .caption("Behaviours within each label", style.font(16.0))
+            .caption(title, style.font(16.0))
             .margin(style.px(10.0))
             .x_label_area_size(style.px(40.0))
             .y_label_area_size(style.px(52.0))
-            .build_cartesian_2d((0..rows.len().max(1) as i32 - 1).into_segmented(), 0f64..1.0)?;
+            .build_cartesian_2d((0..rows.len().max(1) as i32 - 1).into_segmented(), y.coord())?;
         let formatter = |v: &SegmentValue<i32>| match v {
             SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
             _ => String::new(),
@@ -64,10 +70,18 @@ impl Plot for BehaviourPlot {
             .label_style(style.font(12.0))
             .axis_desc_style(style.font(13.0))
             .x_label_formatter(&formatter)
-            .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
+            .y_label_formatter(&|v| y.label(*v))
             .draw()?;
         let inside = style.font(11.0).pos(Pos::new(HPos::Center, VPos::Center));
-        for (r, _) in rows.iter().enumerate() {
+        for (r, (_, counts)) in rows.iter().enumerate() {
+            if counts.iter().all(|&c| c == 0) {
+                chart.draw_series(std::iter::once(Text::new(
+                    "no actions".to_string(),
+                    (SegmentValue::CenterOf(r as i32), 0.5),
+                    inside.clone(),
+                )))?;
+                continue;
+            }
             let mut bottom = 0.0;
             for (b, behaviour) in Behaviour::ALL.iter().enumerate() {
                 let Some(share) = self.table.share(r, b) else { continue };

@@ -6,7 +6,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{side_legend, Key};
+use super::axis::{Axis, AxisCoord};
+use super::{finite, no_data, side_legend, Key};
 use crate::load::{BetaSearchJson, BetaStepJson};
 use crate::style::{DrawResult, Plot, Style, COMMON, GRID, INK, STUDENT, TEACHER};
 
@@ -43,33 +44,55 @@ fn histogram<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, style: &Style, s
 where
     DB::ErrorType: 'static,
 {
-    let y_max = [&step.histogram_teacher, &step.histogram_student, &step.histogram_common]
-        .iter()
-        .flat_map(|h| h.iter().copied())
-        .fold(0.0f64, f64::max)
-        .max(0.05)
-        * 1.1;
-    let title = format!("β = {:.2}{}  O = {:.3}", step.beta, if chosen { " (chosen)" } else { "" }, step.overlap);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, style.font(if chosen { 14.0 } else { 13.0 }))
-        .margin(style.px(6.0))
-        .margin_right(style.px(16.0))
-        .x_label_area_size(style.px(36.0))
-        .y_label_area_size(style.px(44.0))
-        .build_cartesian_2d(0f64..1.0, 0f64..y_max)?;
-    chart
-        .configure_mesh()
-        .light_line_style(GRID.mix(0.0))
-        .bold_line_style(GRID)
-        .label_style(style.font(10.5))
-        .axis_desc_style(style.font(11.0))
-        .x_labels(3)
-        .y_labels(4)
-        .x_desc("proportion in a trajectory")
-        .x_label_formatter(&|x| format!("{:.1}", x))
-        .y_label_formatter(&|y| format!("{:.2}", y))
-        .draw()?;
-    for (bins, colour) in [(&step.histogram_common, COMMON), (&step.histogram_student, STUDENT), (&step.histogram_teacher, TEACHER)] {
+    let clean = |bins: &[f64]| bins.iter().map(|&v| finite(v).unwrap_or(0.0).max(0.0)).collect::<Vec<f64>>();
+    let histograms = [clean(&step.histogram_common), clean(&step.histogram_student), clean(&step.histogram_teacher)];
+    let title = format!("β = {}{}  O = {}", number(step.beta, 2), if chosen { " (chosen)" } else { "" }, number(step.overlap, 3));
+    let caption_font = style.font(if chosen { 14.0 } else { 13.0 });
+    if histograms.iter().all(|h| h.iter().all(|&v| v == 0.0)) {
+        no_data(area, style, "", &format!("{title}\nno histogram: no trajectory was counted"))?;
+    } else {
+        let y_max = histograms.iter().flatten().copied().fold(0.0f64, f64::max).max(0.05) * 1.1;
+        let (x, y) = (Axis::linear(0.0, 1.0, 3), Axis::linear(0.0, y_max, 4));
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, caption_font)
+            .margin(style.px(6.0))
+            .margin_right(style.px(16.0))
+            .x_label_area_size(style.px(36.0))
+            .y_label_area_size(style.px(44.0))
+            .build_cartesian_2d(x.coord(), y.coord())?;
+        chart
+            .configure_mesh()
+            .light_line_style(GRID.mix(0.0))
+            .bold_line_style(GRID)
+            .label_style(style.font(10.5))
+            .axis_desc_style(style.font(11.0))
+            .x_desc("proportion in a trajectory")
+            .x_label_formatter(&|v| x.label(*v))
+            .y_label_formatter(&|v| y.label(*v))
+            .draw()?;
+        draw_histograms(&mut chart, style, &histograms)?;
+    }
+    if chosen {
+        let (w, h) = area.dim_in_pixel();
+        area.draw(&Rectangle::new([(1, 1), (w as i32 - 2, h as i32 - 2)], style.line(INK, 2.0)))?;
+    }
+    Ok(())
+}
+
+/// `x` with `digits` decimals, or `n/a` when it is not a finite number.
+fn number(x: f64, digits: usize) -> String {
+    finite(x).map_or("n/a".to_string(), |x| format!("{x:.digits$}"))
+}
+
+fn draw_histograms<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<AxisCoord, AxisCoord>>,
+    style: &Style,
+    histograms: &[Vec<f64>; 3],
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    for (bins, colour) in histograms.iter().zip([COMMON, STUDENT, TEACHER]) {
         let width = 1.0 / bins.len().max(1) as f64;
         chart.draw_series(
             bins.iter()
@@ -85,10 +108,6 @@ where
         }
         outline.push((1.0, 0.0));
         chart.draw_series(LineSeries::new(outline, style.line(colour, 1.4)))?;
-    }
-    if chosen {
-        let (w, h) = area.dim_in_pixel();
-        area.draw(&Rectangle::new([(1, 1), (w as i32 - 2, h as i32 - 2)], style.line(INK, 2.0)))?;
     }
     Ok(())
 }
@@ -107,6 +126,9 @@ impl Plot for BetaPlot {
     where
         DB::ErrorType: 'static,
     {
+        if self.search.steps.is_empty() {
+            return no_data(area, style, &self.title, "no β was tried: the search table is empty");
+        }
         let area = area.margin(style.px(6.0), 0, 0, 0).titled(&self.title, style.font(16.0))?;
         let (main, legend) = area.split_horizontally(area.dim_in_pixel().0 - style.px(LEGEND_W as f64));
         let (grid_area, curve_area) = main.split_vertically(style.px((self.rows() as u32 * PANEL_H) as f64));
@@ -116,16 +138,23 @@ impl Plot for BetaPlot {
             histogram(panel, style, step, self.chosen(step))?;
         }
 
-        let betas: Vec<f64> = self.search.steps.iter().map(|s| s.beta).collect();
-        let (lo, hi) = (betas.first().copied().unwrap_or(0.05), betas.last().copied().unwrap_or(0.05));
+        let terms: [Term; 3] =
+            [(|s| s.overlap, INK, false), (|s| s.overlap_student_common, STUDENT, true), (|s| s.overlap_common_teacher, TEACHER, true)];
+        let betas: Vec<f64> = self.search.steps.iter().filter_map(|s| finite(s.beta)).collect();
+        let lo = betas.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = betas.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // One β tried (or none finite): a padded range around it.
+        let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.05, 0.05) };
         let pad = ((hi - lo) * 0.05).max(0.01);
-        let o_max = self.search.steps.iter().map(|s| s.overlap).fold(0.0f64, f64::max).max(0.1) * 1.1;
+        let top = self.search.steps.iter().flat_map(|s| terms.iter().map(|t| t.0(s))).filter_map(finite).fold(0.0f64, f64::max);
+        let o_max = top.max(0.1) * 1.1;
+        let (x, y) = (Axis::linear(lo - pad, hi + pad, 8), Axis::linear(0.0, o_max, 6));
         let mut chart = ChartBuilder::on(&curve_area)
             .caption("overlap O(β) and its two terms", style.font(13.0))
             .margin(style.px(8.0))
             .x_label_area_size(style.px(36.0))
             .y_label_area_size(style.px(48.0))
-            .build_cartesian_2d((lo - pad)..(hi + pad), 0f64..o_max)?;
+            .build_cartesian_2d(x.coord(), y.coord())?;
         chart
             .configure_mesh()
             .light_line_style(GRID.mix(0.0))
@@ -134,13 +163,11 @@ impl Plot for BetaPlot {
             .y_desc("overlap")
             .label_style(style.font(11.0))
             .axis_desc_style(style.font(12.0))
-            .x_label_formatter(&|x| format!("{:.2}", x))
-            .y_label_formatter(&|y| format!("{:.1}", y))
+            .x_label_formatter(&|v| x.label(*v))
+            .y_label_formatter(&|v| y.label(*v))
             .draw()?;
-        let terms: [Term; 3] =
-            [(|s| s.overlap, INK, false), (|s| s.overlap_student_common, STUDENT, true), (|s| s.overlap_common_teacher, TEACHER, true)];
         for (value, colour, dashed) in terms {
-            let points: Vec<(f64, f64)> = self.search.steps.iter().map(|s| (s.beta, value(s))).collect();
+            let points: Vec<(f64, f64)> = self.search.steps.iter().filter_map(|s| Some((finite(s.beta)?, finite(value(s))?))).collect();
             if dashed {
                 chart.draw_series(DashedLineSeries::new(points.clone(), style.px(5.0), style.px(3.0), style.line(colour, 1.5)))?;
             } else {
@@ -148,14 +175,15 @@ impl Plot for BetaPlot {
             }
             chart.draw_series(points.iter().map(|&p| Circle::new(p, style.px(3.0), style.fill(colour, 1.0))))?;
         }
-        let chosen = self.search.beta;
-        chart.draw_series(DashedLineSeries::new(
-            vec![(chosen, 0.0), (chosen, o_max)],
-            style.px(4.0),
-            style.px(4.0),
-            style.line(INK, 1.0),
-        ))?;
-        if let Some(step) = self.search.steps.iter().find(|s| self.chosen(s)) {
+        if let Some(chosen) = finite(self.search.beta) {
+            chart.draw_series(DashedLineSeries::new(
+                vec![(chosen, 0.0), (chosen, o_max)],
+                style.px(4.0),
+                style.px(4.0),
+                style.line(INK, 1.0),
+            ))?;
+        }
+        if let Some(step) = self.search.steps.iter().find(|s| self.chosen(s) && s.overlap.is_finite()) {
             chart.draw_series(std::iter::once(Circle::new(
                 (step.beta, step.overlap),
                 style.px(7.0),

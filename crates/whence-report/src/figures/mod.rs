@@ -13,6 +13,7 @@
 //! - [`attribution`]: candidate teachers side by side.
 
 pub mod attribution;
+pub mod axis;
 pub mod behaviour;
 pub mod beta;
 pub mod differences;
@@ -25,7 +26,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::style::{render_png, render_svg, DrawResult, Plot, Style};
+use crate::style::{render_png, render_svg, DrawResult, Plot, Style, GRID};
 use crate::ReportError;
 
 /// A rendered figure.
@@ -86,6 +87,59 @@ where
     Ok(())
 }
 
+/// Says in words why there is nothing to draw, in place of empty axes:
+/// `title` at the top of `area`, `message` (one or more lines) in its middle,
+/// inside a light frame.
+pub fn no_data<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, style: &Style, title: &str, message: &str) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (w, h) = area.dim_in_pixel();
+    let (w, h) = (w as i32, h as i32);
+    let margin = style.ipx(10.0);
+    area.draw(&Rectangle::new([(margin, margin), (w - margin, h - margin)], style.line(GRID, 1.0)))?;
+    if !title.is_empty() {
+        let top = style.font(15.0).pos(Pos::new(HPos::Center, VPos::Top));
+        area.draw(&Text::new(title.to_string(), (w / 2, margin + style.ipx(8.0)), top))?;
+    }
+    let lines: Vec<&str> = message.lines().collect();
+    let step = style.ipx(20.0);
+    let first = h / 2 - step * (lines.len() as i32 - 1) / 2;
+    let centre = style.font(13.0).pos(Pos::new(HPos::Center, VPos::Center));
+    for (i, line) in lines.iter().enumerate() {
+        area.draw(&Text::new(line.to_string(), (w / 2, first + step * i as i32), centre.clone()))?;
+    }
+    Ok(())
+}
+
+/// `n` and the noun, plural unless `n` is 1: `1 action`, `3 actions`
+/// (the plural is the noun with `s`, or `ies` for a final `y`).
+pub fn counted(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
+    }
+}
+
+/// `x` with a sign and `digits` decimals, where a value that rounds to zero
+/// reads `+0.000` rather than `-0.000`.
+pub fn signed(x: f64, digits: usize) -> String {
+    let text = format!("{x:+.digits$}");
+    if text.trim_start_matches(['-', '+']).chars().all(|c| c == '0' || c == '.') {
+        format!("+{}", &text[1..])
+    } else {
+        text
+    }
+}
+
+/// `Some(x)` when `x` is a finite number: values that are NaN or infinite
+/// (a summary edited by hand, a foreign tool's output) are left out of
+/// figures rather than drawn at a made-up place.
+pub fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
 /// A file-name-safe form of an id: letters, digits, `-`, `_` and `.` kept,
 /// anything else `_`, at most 80 characters.
 /// The y-axis labels of a horizontal chart with one row per name, the first
@@ -132,6 +186,16 @@ mod tests {
         assert_eq!(file_safe("t000001"), "t000001");
         assert_eq!(file_safe("../a b/<x>"), "_.._a_b__x_");
         assert_eq!(file_safe(""), "_");
+    }
+
+    #[test]
+    fn counts_read_in_the_right_number() {
+        assert_eq!(counted(1, "action"), "1 action");
+        assert_eq!(counted(0, "scored action"), "0 scored actions");
+        assert_eq!(counted(3, "trajectory"), "3 trajectories");
+        assert_eq!(signed(-0.0001, 3), "+0.000");
+        assert_eq!(signed(-0.05, 3), "-0.050");
+        assert_eq!(signed(0.3, 2), "+0.30");
     }
 
     #[test]

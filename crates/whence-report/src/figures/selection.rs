@@ -6,7 +6,8 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{side_legend, Key};
+use super::axis::Axis;
+use super::{no_data, side_legend, Key};
 use crate::style::{DrawResult, Plot, Style, GRID, INK};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,12 +29,13 @@ pub struct SelectionPlot {
 }
 
 /// Minimum, first quartile, median, third quartile, maximum and mean
-/// (quartiles by linear interpolation); `None` when empty.
+/// (quartiles by linear interpolation) of the finite values; `None` when
+/// there is none.
 pub fn five_numbers(values: &[f64]) -> Option<[f64; 6]> {
-    if values.is_empty() {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
         return None;
     }
-    let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let q = |p: f64| {
         let h = p * (sorted.len() - 1) as f64;
@@ -62,7 +64,8 @@ where
         let (a, b) = pick(s);
         a.iter().chain(b.iter()).copied()
     });
-    let x_max = x_max.fold(1.0f64, f64::max) * 1.05;
+    let x_max = x_max.filter(|v| v.is_finite()).fold(1.0f64, f64::max) * 1.05;
+    let (x, y) = (Axis::whole(0.0, x_max, 8), Axis::rows(n));
     let names: Vec<String> =
         strategies.iter().map(|s| if s.used { format!("{} (used)", s.strategy) } else { s.strategy.clone() }).collect();
     let mut chart = ChartBuilder::on(area)
@@ -70,7 +73,7 @@ where
         .margin(style.px(8.0))
         .x_label_area_size(style.px(36.0))
         .y_label_area_size(style.px(185.0))
-        .build_cartesian_2d(0f64..x_max, -0.5f64..(n as f64 - 0.5))?;
+        .build_cartesian_2d(x.coord(), y.coord())?;
     let formatter = super::row_labels(&names);
     chart
         .configure_mesh()
@@ -80,9 +83,8 @@ where
         .label_style(style.font(12.0))
         .axis_desc_style(style.font(12.0))
         .x_desc(title)
-        .y_labels(n + 2)
         .y_label_formatter(&formatter)
-        .x_label_formatter(&|x| format!("{:.0}", x))
+        .x_label_formatter(&|v| x.label(*v))
         .draw()?;
     for (i, s) in strategies.iter().enumerate() {
         let centre = (n - 1 - i) as f64;
@@ -119,6 +121,10 @@ impl Plot for SelectionPlot {
     where
         DB::ErrorType: 'static,
     {
+        let values = |s: &StrategyStats| [&s.kept_teacher, &s.dropped_teacher, &s.kept_length, &s.dropped_length].map(|v| v.len());
+        if self.strategies.iter().all(|s| values(s).iter().all(|&n| n == 0)) {
+            return no_data(area, style, &self.title, "no question has candidates:\nno strategy kept or dropped a response");
+        }
         let area = area.margin(style.px(6.0), 0, 0, 0).titled(&self.title, style.font(16.0))?;
         let (main, legend) = area.split_horizontally(area.dim_in_pixel().0 - style.px(130.0));
         let panels = main.split_evenly((1, 2));
@@ -142,5 +148,7 @@ mod tests {
         assert_eq!(five_numbers(&[4.0, 1.0, 3.0, 2.0, 5.0]), Some([1.0, 2.0, 3.0, 4.0, 5.0, 3.0]));
         assert_eq!(five_numbers(&[1.0, 2.0]), Some([1.0, 1.25, 1.5, 1.75, 2.0, 1.5]));
         assert_eq!(five_numbers(&[]), None);
+        assert_eq!(five_numbers(&[f64::NAN, f64::INFINITY]), None);
+        assert_eq!(five_numbers(&[2.0, f64::NAN]), Some([2.0; 6]));
     }
 }

@@ -4,7 +4,8 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{file_safe, side_legend, Key};
+use super::axis::Axis;
+use super::{counted, file_safe, no_data, side_legend, Key};
 use crate::style::{label_colour, DrawResult, Plot, Style, DISTILLED, GRID, LABELS, STUDENT, TEACHER, UNSCORED};
 
 /// Opacity of the label bands.
@@ -64,15 +65,19 @@ impl Plot for TrajectoryPlot {
     where
         DB::ErrorType: 'static,
     {
+        let n = self.actions.len();
+        let title = format!("Trajectory {} ({}, {})", self.id, correctness_text(self.correct), counted(n, "action"));
+        if n == 0 {
+            return no_data(area, style, &title, "this response has no actions to draw");
+        }
         let (plot_area, legend_area) = area.split_horizontally(area.dim_in_pixel().0 - style.px(185.0));
-        let n = self.actions.len().max(1);
-        let title = format!("Trajectory {} ({}, {} actions)", self.id, correctness_text(self.correct), self.actions.len());
+        let (x, y) = (Axis::whole(-0.5, n as f64 - 0.5, 11), Axis::linear(0.0, 1.0, 11));
         let mut chart = ChartBuilder::on(&plot_area)
             .caption(title, style.font(16.0))
             .margin(style.px(10.0))
             .x_label_area_size(style.px(42.0))
             .y_label_area_size(style.px(52.0))
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..1.0)?;
+            .build_cartesian_2d(x.coord(), y.coord())?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -82,8 +87,8 @@ impl Plot for TrajectoryPlot {
             .y_desc("action probability")
             .label_style(style.font(12.0))
             .axis_desc_style(style.font(13.0))
-            .x_label_formatter(&|x| format!("{:.0}", x))
-            .y_label_formatter(&|y| format!("{:.1}", y))
+            .x_label_formatter(&|v| x.label(*v))
+            .y_label_formatter(&|v| y.label(*v))
             .draw()?;
         chart.draw_series(self.actions.iter().enumerate().map(|(j, a)| {
             let j = j as f64;
@@ -92,7 +97,7 @@ impl Plot for TrajectoryPlot {
         let roles = [(0, TEACHER), (1, STUDENT), (2, DISTILLED)];
         let markers = self.actions.len() <= 120;
         for (r, colour) in roles {
-            for run in runs(self.actions.iter().map(|a| a.p[r])) {
+            for run in runs(self.actions.iter().map(|a| a.p[r].filter(|p| p.is_finite()))) {
                 chart.draw_series(LineSeries::new(run.iter().copied(), style.line(colour, 1.8)))?;
                 if markers || run.len() == 1 {
                     chart.draw_series(run.iter().map(|&p| Circle::new(p, style.px(2.5), style.fill(colour, 1.0))))?;
