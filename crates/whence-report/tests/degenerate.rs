@@ -214,7 +214,7 @@ fn beta_search_with_equal_overlaps() {
     let beta = figure(&report, "beta-search");
     let axes = ticks(&beta.svg);
     // The overlap axis (the last y axis drawn) reads in hundredths, each label once.
-    let overlap = common::axes(&beta.svg).into_iter().filter(|t| t.axis == 'y').last().unwrap().labels;
+    let overlap = common::axes(&beta.svg).into_iter().rev().find(|t| t.axis == 'y').unwrap().labels;
     assert_eq!(overlap.first().map(String::as_str), Some("0.00"), "{axes:?}");
     assert!(overlap.len() >= 4 && overlap.iter().all(|l| l.len() == 4), "{overlap:?}");
     insta::assert_snapshot!("equal_overlaps", figures_summary(&report));
@@ -276,7 +276,7 @@ fn a_single_beta_tried() {
     };
     let report = trace.report("single-beta", &ReportOptions { min_count: 2, ..ReportOptions::default() });
     let beta = &figure(&report, "beta-search").svg;
-    let x = common::axes(beta).into_iter().filter(|t| t.axis == 'x').last().unwrap().labels;
+    let x = common::axes(beta).into_iter().rev().find(|t| t.axis == 'x').unwrap().labels;
     assert!(x.len() >= 2 && x.iter().any(|l| l == "0.050"), "the β axis around the one β tried: {x:?}");
     insta::assert_snapshot!("single_beta", figures_summary(&report));
 }

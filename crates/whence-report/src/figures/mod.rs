@@ -10,7 +10,12 @@
 //! - [`differences`]: distributions of p_T − p_D, p_T − p_S, p_S − p_D (Fig. 12);
 //! - [`behaviour`]: the share of each behaviour within each label (Fig. 10);
 //! - [`selection`]: kept against dropped responses per selection strategy;
-//! - [`attribution`]: candidate teachers side by side.
+//! - [`attribution`]: candidate teachers side by side;
+//! - [`axis`]: the numeric axes all of them share: tick labels with the
+//!   decimals their step needs, padded flat ranges, whole-number ticks.
+//!
+//! A figure without data says so in words ([`no_data`]) instead of drawing
+//! empty axes; values that are not finite are left out ([`finite`]).
 
 pub mod attribution;
 pub mod axis;
