@@ -221,7 +221,9 @@ where
         };
         // Above the line, or below it when it is the top of the panel.
         let anchor = Pos::new(HPos::Right, if thin { VPos::Top } else { VPos::Bottom });
-        counts.draw_series(std::iter::once(Text::new(note, (x.end(), t), style.font(11.0).pos(anchor))))?;
+        // Clear of the dashed line by a twenty-fifth of the panel.
+        let clear = top_count / 25.0 * if thin { -1.0 } else { 1.0 };
+        counts.draw_series(std::iter::once(Text::new(note, (x.end(), t + clear), style.font(11.0).pos(anchor))))?;
     }
     let series = |group: usize| rows.iter().take(last + 1).map(move |r| (r.index as f64, r.n[group] as f64)).collect::<Vec<_>>();
     for &(group, dashed) in groups {
