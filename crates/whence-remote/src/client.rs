@@ -6,6 +6,15 @@
 //! failure. What is not: other 4xx answers (the server's message is the
 //! error) and answers that parse but are wrong (wrong ids, bad numbers):
 //! those are errors about the record, never silently used.
+//!
+//! A request that fails the same way on two different endpoints (the same
+//! 5xx status, or the connection dropped after the request was sent) is not
+//! tried on the others: the request itself is likely what breaks the servers
+//! (a record that crashes them), so it ends as
+//! [`RequestError::Unavailable`] with `same_failure_on` naming both
+//! endpoints, and the caller treats it as that request's error. A failure on
+//! one endpoint only is retried on another as before, and with a single
+//! endpoint every retry goes to it (a restarting server is waited for).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -50,16 +59,68 @@ impl Default for ClientOptions {
 pub enum RequestError {
     /// The server refused the request (4xx other than 429), with its message.
     Refused { status: u16, url: String, message: String },
-    /// Every attempt failed to get an answer (connection, timeout, 5xx).
-    Unavailable { attempts: u32, last: String },
+    /// No attempt got an answer (connection, timeout, 5xx). `same_failure_on`
+    /// is empty when the retries ran out; otherwise it names the two
+    /// endpoints on which the request failed the same way, after which it was
+    /// not tried on the others (see the module).
+    Unavailable { attempts: u32, last: String, same_failure_on: Vec<String> },
+}
+
+impl RequestError {
+    /// Whether the request itself is to blame: it failed the same way on two
+    /// endpoints.
+    pub fn is_request_specific(&self) -> bool {
+        matches!(self, RequestError::Unavailable { same_failure_on, .. } if same_failure_on.len() >= 2)
+    }
 }
 
 impl std::fmt::Display for RequestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RequestError::Refused { status, url, message } => write!(f, "{url} answered {status}: {message}"),
-            RequestError::Unavailable { attempts, last } => write!(f, "no answer after {attempts} attempts; last: {last}"),
+            RequestError::Unavailable { attempts, last, same_failure_on } if same_failure_on.len() >= 2 => write!(
+                f,
+                "the request failed the same way on {} ({attempts} attempts; last: {last}); it was not sent to the other endpoints, since it seems to be what makes the servers fail",
+                same_failure_on.join(" and ")
+            ),
+            RequestError::Unavailable { attempts, last, .. } => write!(f, "no answer after {attempts} attempts; last: {last}"),
         }
+    }
+}
+
+/// A 2xx answer and the endpoint URL that gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The full URL the request went to (endpoint base + path).
+    pub url: String,
+    pub body: Vec<u8>,
+}
+
+/// How an attempt failed, as far as telling "the same way" apart goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// A 5xx answer with this status.
+    Status(u16),
+    /// The connection closed or was reset after the request was sent,
+    /// before a whole answer came.
+    Dropped,
+    /// Anything else (refused connection, timeout, 429): not the request's
+    /// fault as far as can be told.
+    Other,
+}
+
+fn failure_of(error: &ureq::Error) -> Failure {
+    use std::io::ErrorKind;
+    match error {
+        ureq::Error::Io(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            ) =>
+        {
+            Failure::Dropped
+        }
+        _ => Failure::Other,
     }
 }
 
@@ -79,8 +140,8 @@ pub struct Client {
 
 /// One attempt's outcome.
 enum Attempt {
-    Answer(Vec<u8>),
-    Retry(String),
+    Answer(Answer),
+    Retry(String, Failure),
     Refused(RequestError),
 }
 
@@ -141,16 +202,17 @@ impl Client {
         };
         let mut response = match result {
             Ok(response) => response,
-            Err(error) => return Attempt::Retry(format!("{url}: {error}")),
+            Err(error) => return Attempt::Retry(format!("{url}: {error}"), failure_of(&error)),
         };
         let status = response.status().as_u16();
         let bytes = match response.body_mut().with_config().limit(1 << 31).read_to_vec() {
             Ok(bytes) => bytes,
-            Err(error) => return Attempt::Retry(format!("{url}: reading the answer: {error}")),
+            Err(error) => return Attempt::Retry(format!("{url}: reading the answer: {error}"), failure_of(&error)),
         };
         match status {
-            200..=299 => Attempt::Answer(bytes),
-            429 | 500..=599 => Attempt::Retry(format!("{url} answered {status}: {}", server_message(&bytes))),
+            200..=299 => Attempt::Answer(Answer { url, body: bytes }),
+            500..=599 => Attempt::Retry(format!("{url} answered {status}: {}", server_message(&bytes)), Failure::Status(status)),
+            429 => Attempt::Retry(format!("{url} answered {status}: {}", server_message(&bytes)), Failure::Other),
             _ => Attempt::Refused(RequestError::Refused { status, url, message: server_message(&bytes) }),
         }
     }
@@ -158,21 +220,58 @@ impl Client {
     /// `POST path` (or `GET` without a body) on some endpoint, retried as
     /// the module says; the 2xx answer's body.
     pub fn request(&self, path: &str, body: Option<&[u8]>) -> Result<Vec<u8>, RequestError> {
+        self.send(path, body).map(|answer| answer.body)
+    }
+
+    /// As [`Client::request`], with the URL that answered.
+    pub fn send(&self, path: &str, body: Option<&[u8]>) -> Result<Answer, RequestError> {
+        self.attempt(|| self.choose(), path, body)
+    }
+
+    /// As [`Client::send`], on endpoint `index` only (every retry too): the
+    /// start-up checks of each endpoint.
+    pub fn send_to(&self, index: usize, path: &str, body: Option<&[u8]>) -> Result<Answer, RequestError> {
+        let endpoint = &self.endpoints[index];
+        self.attempt(
+            || {
+                let until = endpoint.cool_until.lock().map(|c| *c).unwrap_or(None);
+                if let Some(until) = until {
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                }
+                endpoint
+            },
+            path,
+            body,
+        )
+    }
+
+    fn attempt<'a>(&'a self, choose: impl Fn() -> &'a Endpoint, path: &str, body: Option<&[u8]>) -> Result<Answer, RequestError> {
         let mut wait = self.options.retry_wait;
         let mut attempts = 0;
+        // Which endpoint failed how: two endpoints failing the same way end
+        // the request.
+        let mut failures: Vec<(&str, Failure)> = Vec::new();
         loop {
-            let endpoint = self.choose();
+            let endpoint = choose();
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let outcome = self.once(endpoint, path, body);
             endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
             attempts += 1;
-            let last = match outcome {
-                Attempt::Answer(bytes) => return Ok(bytes),
+            let (last, failure) = match outcome {
+                Attempt::Answer(answer) => return Ok(answer),
                 Attempt::Refused(error) => return Err(error),
-                Attempt::Retry(last) => last,
+                Attempt::Retry(last, failure) => (last, failure),
             };
+            if failure != Failure::Other {
+                let earlier = failures.iter().find(|&&(base, how)| how == failure && base != endpoint.base).map(|&(base, _)| base);
+                if let Some(earlier) = earlier {
+                    let same_failure_on = vec![earlier.to_string(), endpoint.base.clone()];
+                    return Err(RequestError::Unavailable { attempts, last, same_failure_on });
+                }
+                failures.push((&endpoint.base, failure));
+            }
             if attempts > self.options.retries {
-                return Err(RequestError::Unavailable { attempts, last });
+                return Err(RequestError::Unavailable { attempts, last, same_failure_on: Vec::new() });
             }
             tracing::warn!("{last}; retrying in {:.1} s (attempt {} of {})", wait.as_secs_f64(), attempts + 1, self.options.retries + 1);
             if let Ok(mut cool) = endpoint.cool_until.lock() {
@@ -221,5 +320,113 @@ mod tests {
         assert_eq!(server_message(br#"{"detail":"Not Found"}"#), "Not Found");
         assert_eq!(server_message(b"Internal Server Error"), "Internal Server Error");
         assert_eq!(server_message(b""), "(empty body)");
+    }
+
+    /// A loopback HTTP server answering every request as `behave(n)` says
+    /// (`n`: its 1-based request count): `Some((status, body))`, or `None`
+    /// to read the request and close the connection without an answer.
+    fn server(behave: impl Fn(usize) -> Option<(u16, &'static str)> + Send + Sync + 'static) -> (String, Arc<AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (counter, behave) = (Arc::clone(&seen), Arc::new(behave));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (counter, behave) = (Arc::clone(&counter), Arc::clone(&behave));
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut stream = stream;
+                    loop {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                                length = value.trim().parse().unwrap();
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let Some((status, text)) = behave(counter.fetch_add(1, Ordering::SeqCst) + 1) else { return };
+                        let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{text}", text.len());
+                        if stream.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    fn fast() -> ClientOptions {
+        ClientOptions { retries: 6, retry_wait: Duration::from_millis(5), timeout: Duration::from_secs(5), ..ClientOptions::default() }
+    }
+
+    use std::sync::Arc;
+
+    #[test]
+    fn the_same_5xx_on_two_endpoints_ends_the_request() {
+        let (a, seen_a) = server(|_| Some((500, r#"{"error":{"message":"CUDA error: illegal memory access"}}"#)));
+        let (b, seen_b) = server(|_| Some((500, r#"{"error":{"message":"CUDA error: illegal memory access"}}"#)));
+        let client = Client::new(&[a.clone(), b.clone()], fast());
+        let error = client.request("/completions", Some(b"{}")).unwrap_err();
+        let RequestError::Unavailable { attempts, same_failure_on, .. } = &error else { panic!("{error}") };
+        assert_eq!(*attempts, 2);
+        assert_eq!(same_failure_on, &vec![a, b]);
+        assert!(error.is_request_specific());
+        assert_eq!((seen_a.load(Ordering::SeqCst), seen_b.load(Ordering::SeqCst)), (1, 1), "not retried on either");
+        assert!(error.to_string().contains("illegal memory access"), "{error}");
+    }
+
+    #[test]
+    fn a_connection_dropped_on_two_endpoints_ends_the_request() {
+        let (a, _) = server(|_| None);
+        let (b, _) = server(|_| None);
+        let (c, seen_c) = server(|_| Some((200, "{}")));
+        let client = Client::new(&[a, b, c], fast());
+        // The least busy endpoint first: a, then b (a cools down); c never.
+        let error = client.request("/completions", Some(b"{}")).unwrap_err();
+        assert!(error.is_request_specific(), "{error}");
+        assert_eq!(seen_c.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_failure_on_one_endpoint_is_retried_on_another() {
+        let (a, _) = server(|_| Some((503, "overloaded")));
+        let (b, _) = server(|_| Some((200, "fine")));
+        let client = Client::new(&[a, b.clone()], fast());
+        let answer = client.send("/completions", Some(b"{}")).unwrap();
+        assert_eq!((answer.url, answer.body), (format!("{b}/completions"), b"fine".to_vec()));
+        // Different failures on two endpoints are not "the same way".
+        let (a, _) = server(|_| Some((500, "x")));
+        let (b, _) = server(|_| None);
+        let client = Client::new(&[a, b], ClientOptions { retries: 3, ..fast() });
+        let error = client.request("/completions", Some(b"{}")).unwrap_err();
+        assert!(!error.is_request_specific(), "{error}");
+        assert!(matches!(error, RequestError::Unavailable { attempts: 4, .. }), "{error}");
+    }
+
+    #[test]
+    fn one_endpoint_is_retried_until_it_answers() {
+        let (a, seen) = server(|n| if n < 4 { Some((500, "starting")) } else { Some((200, "up")) });
+        let client = Client::new(&[a], fast());
+        assert_eq!(client.request("/completions", Some(b"{}")).unwrap(), b"up");
+        assert_eq!(seen.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn send_to_stays_on_its_endpoint() {
+        let (a, seen_a) = server(|n| if n < 3 { None } else { Some((200, "a")) });
+        let (b, seen_b) = server(|_| Some((200, "b")));
+        let client = Client::new(&[a, b], fast());
+        assert_eq!(client.send_to(0, "/models", None).unwrap().body, b"a");
+        assert_eq!((seen_a.load(Ordering::SeqCst), seen_b.load(Ordering::SeqCst)), (3, 0));
     }
 }
