@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
@@ -17,6 +17,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How to go on when the cache file is unusable.
+const START_OVER: &str =
+    "the file holds only cached scores (computed again when missing): delete it to start over, or give another cache file with --cache PATH";
 
 /// What `ScoreCache::open` names an in-memory cache in messages.
 const IN_MEMORY: &str = ":memory:";
@@ -34,21 +38,17 @@ pub enum CacheError {
     },
     #[error("score cache `{path}` is a directory; give the path of a file (it is created if missing)")]
     IsDirectory { path: String },
-    #[error("score cache `{path}` is corrupt or not an SQLite database ({source}); remove it or give another path (it only holds cached scores)")]
-    Corrupt {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("`{path}` is an SQLite database but not a whence score cache (it has tables {tables}); give another path")]
+    #[error("score cache `{path}` is corrupt or not an SQLite database ({reason})\nhint: {START_OVER}")]
+    Corrupt { path: String, reason: rusqlite::Error },
+    #[error(
+        "`{path}` is an SQLite database but not a whence score cache (it has tables {tables}); it was left as it is\nhint: give a cache file of its own with --cache PATH"
+    )]
     NotACache { path: String, tables: String },
     #[error(
-        "score cache `{path}` has schema version `{found}` and this whence reads version {SCHEMA_VERSION}; remove it or give another path"
+        "score cache `{path}` has schema version `{found}` and this whence reads version {SCHEMA_VERSION}: another version of whence made it\nhint: give another cache file with --cache PATH (and keep this one for the whence that made it), or delete it to start over (it holds only cached scores)"
     )]
     IncompatibleVersion { path: String, found: String },
-    #[error(
-        "score cache `{path}`: the entry for model `{model}`, record `{key}` is corrupt: {message}; remove the file or give another path"
-    )]
+    #[error("score cache `{path}`: the entry for model `{model}`, record `{key}` is corrupt: {message}\nhint: {START_OVER}")]
     CorruptEntry { path: String, model: String, key: String, message: String },
     #[error("score cache `{path}`: cannot store scores for model `{model}`, record `{key}`: {message}")]
     Unstorable { path: String, model: String, key: String, message: String },
@@ -127,12 +127,10 @@ impl ScoreCache {
             let path = path.clone();
             move |source| classify(&path, operation, source)
         };
+        // First of all, so that every later pragma and statement waits for
+        // other connections (processes creating or using the same file).
         connection.busy_timeout(BUSY_TIMEOUT).map_err(fail("set the busy timeout"))?;
-        // `memory` for an in-memory database; a file system without shared
-        // memory keeps the rollback journal, which gives the same guarantees
-        // with less concurrency.
-        let _mode: String =
-            connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(fail("switch to the WAL journal"))?;
+        use_write_ahead_log(&connection).map_err(fail("switch to the WAL journal"))?;
         connection.pragma_update(None, "synchronous", "NORMAL").map_err(fail("set synchronous = NORMAL"))?;
 
         // An immediate transaction: two processes creating the file at once
@@ -301,6 +299,15 @@ impl ScoreCache {
         Ok(count as u64)
     }
 
+    /// The model fingerprints the cache holds scores of, sorted.
+    pub fn models(&self) -> Result<Vec<String>, CacheError> {
+        let connection = self.connection();
+        connection
+            .prepare_cached("SELECT DISTINCT model FROM scores ORDER BY model")
+            .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
+            .map_err(|source| classify(&self.path, "list the models", source))
+    }
+
     /// The file (as given to [`ScoreCache::open`]) or `:memory:`.
     pub fn path(&self) -> &str {
         &self.path
@@ -317,9 +324,49 @@ impl ScoreCache {
     }
 }
 
+/// Switches the file to SQLite's write-ahead log, once: a file already in
+/// WAL mode (made by an earlier run, or by a process that opened it a moment
+/// ago) is left as it is.
+///
+/// The switch writes the file's header, and SQLite takes that write lock
+/// while the pragma already holds a read lock; waiting there could deadlock,
+/// so SQLite does not wait under the busy timeout but answers `SQLITE_BUSY`
+/// at once whenever another connection holds a lock (several processes
+/// opening one fresh file together: `database is locked`). So a busy answer
+/// is retried here, with a short growing pause, until the busy timeout has
+/// passed; each try reads the mode first, as another process may have
+/// switched the file in the meantime.
+///
+/// An in-memory database answers `memory`, and a file system without shared
+/// memory keeps the rollback journal: both give the same guarantees with
+/// less concurrency, and are accepted.
+fn use_write_ahead_log(connection: &Connection) -> Result<(), rusqlite::Error> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let attempt = connection.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0)).and_then(|mode| {
+            if mode.eq_ignore_ascii_case("wal") {
+                return Ok(());
+            }
+            connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0)).map(drop)
+        });
+        match attempt {
+            Err(error) if is_busy(&error) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(error.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
 fn classify(path: &str, operation: &'static str, source: rusqlite::Error) -> CacheError {
     match source.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => CacheError::Corrupt { path: path.to_string(), source },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => CacheError::Corrupt { path: path.to_string(), reason: source },
         _ => CacheError::Sqlite { path: path.to_string(), operation, source },
     }
 }
@@ -360,6 +407,9 @@ mod tests {
         cache.put("m", &key(1), &scores(5)).unwrap();
         assert_eq!(cache.get("m", &key(1)).unwrap(), Some(scores(5)), "a put replaces");
         assert_eq!(cache.len(None).unwrap(), 1);
+        assert_eq!(cache.models().unwrap(), ["m"]);
+        cache.put("a", &key(2), &scores(1)).unwrap();
+        assert_eq!(cache.models().unwrap(), ["a", "m"]);
     }
 
     #[test]

@@ -12,6 +12,10 @@ use whence_score::TokenLogprobs;
 
 const MODEL: &str = "sha256:teacher";
 
+/// The hint of every unusable-file error.
+const START_OVER: &str =
+    "the file holds only cached scores (computed again when missing): delete it to start over, or give another cache file with --cache PATH";
+
 fn key(n: usize) -> RecordKey {
     RecordKey::of(&record(&format!("r{n}"), "What is 2+2?", &format!("response {n}")))
 }
@@ -139,7 +143,7 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     assert_eq!(
         error.to_string(),
         format!(
-            "score cache `{}` is corrupt or not an SQLite database (file is not a database); remove it or give another path (it only holds cached scores)",
+            "score cache `{}` is corrupt or not an SQLite database (file is not a database)\nhint: {START_OVER}",
             path.display()
         )
     );
@@ -154,7 +158,7 @@ fn another_sqlite_database_is_not_taken_for_a_cache() {
     assert_eq!(
         error.to_string(),
         format!(
-            "`{}` is an SQLite database but not a whence score cache (it has tables `orders`, `users`); give another path",
+            "`{}` is an SQLite database but not a whence score cache (it has tables `orders`, `users`); it was left as it is\nhint: give a cache file of its own with --cache PATH",
             path.display()
         )
     );
@@ -176,7 +180,10 @@ fn another_schema_version_is_refused() {
     assert!(matches!(error, CacheError::IncompatibleVersion { .. }), "{error:?}");
     assert_eq!(
         error.to_string(),
-        format!("score cache `{}` has schema version `99` and this whence reads version 1; remove it or give another path", path.display())
+        format!(
+            "score cache `{}` has schema version `99` and this whence reads version 1: another version of whence made it\nhint: give another cache file with --cache PATH (and keep this one for the whence that made it), or delete it to start over (it holds only cached scores)",
+            path.display()
+        )
     );
 }
 
@@ -197,7 +204,7 @@ fn a_corrupt_entry_is_an_error_naming_model_and_key() {
     assert_eq!(
         error.to_string(),
         format!(
-            "score cache `{}`: the entry for model `{MODEL}`, record `{}` is corrupt: the stored value is 20 bytes long but its token count `3` needs 81 bytes; remove the file or give another path",
+            "score cache `{}`: the entry for model `{MODEL}`, record `{}` is corrupt: the stored value is 20 bytes long but its token count `3` needs 81 bytes\nhint: {START_OVER}",
             path.display(),
             key(1)
         )
@@ -232,4 +239,100 @@ fn an_uncreatable_parent_is_an_error_naming_the_file() {
         message.starts_with(&format!("cannot create directory `{}` for score cache `{}`: ", blocker.join("sub").display(), path.display())),
         "{message}"
     );
+}
+
+/// A cache of `entries` entries of 500 tokens, closed (its write-ahead log
+/// folded into the file), and the file's bytes.
+fn filled_cache(path: &std::path::Path, entries: usize) -> Vec<u8> {
+    let cache = ScoreCache::open(path).unwrap();
+    cache.put_many(MODEL, &(0..entries).map(|n| (key(n), scores(n as u64, 500))).collect::<Vec<_>>()).unwrap();
+    drop(cache);
+    assert!(!path.with_extension("sqlite-wal").exists(), "the last handle closed folds the log into the file");
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn a_truncated_cache_is_a_clear_error_naming_the_file() {
+    let dir = scratch("truncated");
+    let path = dir.join("scores.sqlite");
+    let whole = filled_cache(&path, 200);
+    assert!(whole.len() > 500_000, "{} bytes", whole.len());
+    for keep in [whole.len() / 2, whole.len() - 4096, 4096 + 100, 60] {
+        std::fs::write(&path, &whole[..keep]).unwrap();
+        let error = ScoreCache::open(&path).unwrap_err();
+        assert!(matches!(error, CacheError::Corrupt { .. }), "kept {keep} bytes: {error:?}");
+        assert!(error.is_unusable_file());
+        let message = error.to_string();
+        assert!(message.starts_with(&format!("score cache `{}` is corrupt", path.display())), "{message}");
+        assert!(message.ends_with(&format!("\nhint: {START_OVER}")), "{message}");
+    }
+    // Deleting it starts over.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(ScoreCache::open(&path).unwrap().len(None).unwrap(), 0);
+}
+
+#[test]
+fn random_bytes_are_a_clear_error_even_behind_an_sqlite_header() {
+    let dir = scratch("random");
+    let path = dir.join("scores.sqlite");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let random: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    // Plain random bytes, and random bytes after a real cache's first 100
+    // bytes (the SQLite header: magic string, page size, page count).
+    let header = filled_cache(&path, 20)[..100].to_vec();
+    for (what, bytes) in [("random", random.clone()), ("header + random", [header, random[100..].to_vec()].concat())] {
+        std::fs::write(&path, &bytes).unwrap();
+        let error = ScoreCache::open(&path).unwrap_err();
+        assert!(matches!(error, CacheError::Corrupt { .. }), "{what}: {error:?}");
+        assert!(error.to_string().contains(&format!("`{}`", path.display())), "{what}: {error}");
+        assert!(error.to_string().ends_with(START_OVER), "{what}: {error}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}: the file was changed");
+    }
+}
+
+#[test]
+fn the_cache_uses_the_write_ahead_log() {
+    let dir = scratch("wal");
+    let path = dir.join("scores.sqlite");
+    let cache = ScoreCache::open(&path).unwrap();
+    let mode: String = rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    // A second handle on a file already in WAL mode opens beside the first.
+    let second = ScoreCache::open(&path).unwrap();
+    cache.put(MODEL, &key(1), &scores(1, 3)).unwrap();
+    assert_bit_exact(&second.get(MODEL, &key(1)).unwrap().unwrap(), &scores(1, 3));
+}
+
+/// Switching the journal mode is a write that SQLite does not wait for under
+/// the busy timeout; opening must wait for it all the same.
+#[test]
+fn opening_waits_for_a_writer_before_switching_to_the_write_ahead_log() {
+    let dir = scratch("wait-for-writer");
+    let path = dir.join("scores.sqlite");
+    ScoreCache::open(&path).unwrap().put(MODEL, &key(1), &scores(1, 3)).unwrap();
+    // Back in the rollback journal (as a fresh file is), with another
+    // connection in the middle of a write transaction.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = other.query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0)).unwrap();
+    assert_eq!(mode, "delete");
+    other.execute_batch("BEGIN IMMEDIATE; DELETE FROM scores;").unwrap();
+    let hold = std::time::Duration::from_millis(300);
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(hold);
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let started = std::time::Instant::now();
+    let cache = ScoreCache::open(&path).unwrap();
+    assert!(started.elapsed() >= hold - std::time::Duration::from_millis(50), "opened after {:?}", started.elapsed());
+    writer.join().unwrap();
+    assert_eq!(cache.len(None).unwrap(), 0, "the writer's transaction was committed first");
+    let mode: String = rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+    assert_eq!(mode, "wal");
 }
