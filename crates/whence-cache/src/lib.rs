@@ -32,8 +32,11 @@
 //! # Durability
 //!
 //! [`ScoreCache::put`] and [`ScoreCache::put_many`] return once their
-//! transaction is committed; [`CachedScorer`] commits a batch's new scores
-//! before returning them. A process killed at any moment (even `SIGKILL`)
+//! transaction is committed; [`CachedScorer`] commits each record's new
+//! scores on their own as soon as the scorer hands them over (a checkpoint
+//! scorer record by record; an inference-server scorer when its batch of
+//! concurrent requests returns), so a killed run loses at most the records
+//! in flight. A process killed at any moment (even `SIGKILL`)
 //! leaves a file that opens cleanly and holds every committed entry, each
 //! complete; a `put_many` is all or nothing. The journal is SQLite's
 //! write-ahead log with `synchronous = NORMAL`: committed entries survive the
@@ -42,7 +45,15 @@
 //! again on the next run.
 //!
 //! Several handles and processes may share a file (two `whence` runs on one
-//! cache): writers take turns, waiting up to 60 s for one another.
+//! cache, or the workers of `--shard 1/8 … 8/8` on one node), also one that
+//! does not exist yet: opening sets the 60 s busy timeout before anything
+//! else, switches a file to the write-ahead log only when it is not in it
+//! already (retrying while another process holds a lock, which SQLite does
+//! not wait for there), and creates or checks the tables inside an immediate
+//! transaction, so that processes creating one file take turns and the later
+//! ones find the first one's tables. Writers take turns, waiting up to 60 s
+//! for one another. A commit costs little in WAL mode with
+//! `synchronous = NORMAL` (no `fsync` per commit).
 //!
 //! # File layout
 //!
@@ -77,8 +88,11 @@
 //!
 //! A value whose length disagrees with its count, or of an unknown format
 //! version, is reported as a corrupt entry naming the model and record.
-//! Opening a file that is not an SQLite database, a database without these
-//! tables, or a cache of another schema version is an error naming the file.
+//! Opening a file that is not an SQLite database (random bytes, a truncated
+//! cache), a database without these tables, or a cache of another schema
+//! version is an error naming the file and saying how to go on: another
+//! file (`--cache PATH`), or deleting it to start over (it holds only
+//! cached scores).
 
 mod blob;
 mod key;

@@ -25,10 +25,14 @@ impl From<CacheError> for ScoreError {
 /// A scorer whose results are cached in a [`ScoreCache`] under the inner
 /// scorer's `info().fingerprint` and each record's [`RecordKey`].
 ///
-/// A batch is looked up first; the misses go to the inner scorer in one
-/// `score_batch` call, in input order, and what it returns is committed to
-/// the cache in one transaction before the batch's results are returned, so a
-/// killed run loses at most the batch in flight. Errors from the inner
+/// A batch is looked up first, and the misses are scored in input order.
+/// Each record's new scores are committed (in a transaction of their own) as
+/// soon as the inner scorer hands them over, so a killed run loses at most
+/// the records in flight: an in-process scorer (a checkpoint) is given the
+/// misses one by one, and each is committed before the next is scored; an
+/// inference-server scorer is given all the misses in one `score_batch`
+/// call, which keeps several requests in flight and hands the answers over
+/// when the batch is done, and each is then committed. Errors from the inner
 /// scorer are returned and never cached; a record whose scores the inner
 /// scorer gives with fewer or more log-probabilities than spans is returned
 /// uncached (the caller's validation reports it). A failure of the cache
@@ -123,7 +127,7 @@ impl<S: Scorer> Scorer for CachedScorer<S> {
                 Err(error) => Some(Err(error.into())),
             });
         }
-        if !missed.is_empty() {
+        if !missed.is_empty() && scores_records_together(self.inner.info()) {
             let batch: Vec<&Record> = missed.iter().map(|&index| records[index]).collect();
             let mut scored = self.inner.score_batch(&batch);
             self.misses += missed.len() as u64;
@@ -137,21 +141,14 @@ impl<S: Scorer> Scorer for CachedScorer<S> {
                 scored.truncate(missed.len());
                 scored.resize_with(missed.len(), || Err(ScoreError::Failed(message.clone())));
             }
-            let storable: Vec<(&RecordKey, &TokenLogprobs)> = missed
-                .iter()
-                .zip(&scored)
-                .filter_map(|(&index, result)| result.as_ref().ok().map(|scores| (&keys[index], scores)))
-                .filter(|(_, scores)| scores.spans.len() == scores.logprobs.len())
-                .collect();
-            let stored = self.cache.put_refs(&model, &storable);
-            drop(storable);
-            let stored_error = stored.err().map(|error| (error.is_unusable_file(), error.to_string()));
             for (index, result) in missed.into_iter().zip(scored) {
-                results[index] = Some(match (&stored_error, result) {
-                    (Some((true, message)), Ok(_)) => Err(ScoreError::InvalidSource(message.clone())),
-                    (Some((false, message)), Ok(_)) => Err(ScoreError::Failed(message.clone())),
-                    (_, result) => result,
-                });
+                results[index] = Some(self.keep(&model, &keys[index], result));
+            }
+        } else {
+            for index in missed {
+                let result = self.inner.score(records[index]);
+                self.misses += 1;
+                results[index] = Some(self.keep(&model, &keys[index], result));
             }
         }
         results.into_iter().map(|result| result.expect("every record answered")).collect()
@@ -161,4 +158,30 @@ impl<S: Scorer> Scorer for CachedScorer<S> {
     fn release(&mut self) {
         self.inner.release()
     }
+}
+
+impl<S: Scorer> CachedScorer<S> {
+    /// Commits one record's new scores (its own transaction) and passes the
+    /// result on; a record whose scores cannot be stored gets the cache's
+    /// error instead. Errors and scores with fewer or more log-probabilities
+    /// than spans pass through uncached.
+    fn keep(&self, model: &str, key: &RecordKey, result: Result<TokenLogprobs, ScoreError>) -> Result<TokenLogprobs, ScoreError> {
+        match result {
+            Ok(scores) if scores.spans.len() == scores.logprobs.len() => match self.cache.put(model, key, &scores) {
+                Ok(()) => Ok(scores),
+                Err(error) => Err(error.into()),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Whether the scorer gains from being given several records at once:
+/// inference-server scorers (`kind` `server`) keep several requests in
+/// flight, and their answers come back together when the batch returns.
+/// Every other scorer scores one record after another, so it is given one
+/// record at a time and each record's scores are committed as soon as they
+/// exist.
+fn scores_records_together(info: &ModelInfo) -> bool {
+    info.kind == "server"
 }

@@ -9,28 +9,53 @@ use whence_cache::{CachedScorer, DerefScorer, RecordKey, ScoreCache};
 use whence_core::Record;
 use whence_score::{ModelInfo, ScoreError, Scorer, TokenLogprobs};
 
-/// What the fake was asked: one entry per `score_batch` call, the ids in order.
+/// What the fake was asked: one entry per `score` or `score_batch` call, the
+/// ids in order.
 type Calls = Arc<Mutex<Vec<Vec<String>>>>;
 
 /// Scores a record from its response (deterministic); fails on responses
 /// containing `FAIL` (a record-specific error) while `failing` is set.
+/// Of kind `fake` (scored one record at a time, as a checkpoint is) or
+/// `server` (given whole batches).
 struct Counting {
     info: ModelInfo,
     calls: Calls,
     failing: bool,
     released: Arc<std::sync::atomic::AtomicUsize>,
+    /// When set, each record scored checks that the cache already holds
+    /// this many entries (every record scored before it), then one more.
+    committed_before: Option<(Arc<ScoreCache>, u64)>,
 }
 
 impl Counting {
     fn new(fingerprint: &str) -> (Self, Calls) {
+        Counting::of_kind("fake", fingerprint)
+    }
+
+    fn server(fingerprint: &str) -> (Self, Calls) {
+        Counting::of_kind("server", fingerprint)
+    }
+
+    fn of_kind(kind: &str, fingerprint: &str) -> (Self, Calls) {
         let calls = Calls::default();
-        let info = ModelInfo { kind: "fake".into(), source: "counting".into(), fingerprint: fingerprint.into() };
-        (Counting { info, calls: calls.clone(), failing: true, released: Default::default() }, calls)
+        let info = ModelInfo { kind: kind.into(), source: "counting".into(), fingerprint: fingerprint.into() };
+        (Counting { info, calls: calls.clone(), failing: true, released: Default::default(), committed_before: None }, calls)
     }
 
     fn scores_of(record: &Record) -> TokenLogprobs {
         let seed = record.response.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
         scores(seed, record.response.len() / 2)
+    }
+
+    fn compute(&mut self, record: &Record) -> Result<TokenLogprobs, ScoreError> {
+        if let Some((cache, expected)) = &mut self.committed_before {
+            assert_eq!(cache.len(None).unwrap(), *expected, "scoring {}: the records scored before it are not all committed", record.id);
+            *expected += 1;
+        }
+        if self.failing && record.response.contains("FAIL") {
+            return Err(ScoreError::MissingRecord { scorer: "counting".into(), id: record.id.clone(), input: "in.jsonl".into() });
+        }
+        Ok(Counting::scores_of(record))
     }
 }
 
@@ -40,15 +65,13 @@ impl Scorer for Counting {
     }
 
     fn score(&mut self, record: &Record) -> Result<TokenLogprobs, ScoreError> {
-        if self.failing && record.response.contains("FAIL") {
-            return Err(ScoreError::MissingRecord { scorer: "counting".into(), id: record.id.clone(), input: "in.jsonl".into() });
-        }
-        Ok(Counting::scores_of(record))
+        self.calls.lock().unwrap().push(vec![record.id.clone()]);
+        self.compute(record)
     }
 
     fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
         self.calls.lock().unwrap().push(records.iter().map(|record| record.id.clone()).collect());
-        records.iter().map(|record| self.score(record)).collect()
+        records.iter().map(|record| self.compute(record)).collect()
     }
 
     fn release(&mut self) {
@@ -75,7 +98,7 @@ fn the_second_pass_does_not_call_the_inner_scorer() {
     let (inner, calls) = Counting::new("sha256:m");
     let mut scorer = CachedScorer::new(inner, cache.clone());
     let first: Vec<_> = refs(&records).chunks(8).flat_map(|batch| scorer.score_batch(batch)).collect();
-    assert_eq!(calls.lock().unwrap().len(), 3);
+    assert_eq!(calls.lock().unwrap().len(), 20, "one call per record");
     assert_eq!((scorer.hits(), scorer.misses()), (0, 20));
     assert_eq!(cache.len(Some("sha256:m")).unwrap(), 20);
 
@@ -113,7 +136,7 @@ fn the_key_is_the_content_and_the_model_fingerprint() {
     let mut scorer = CachedScorer::new(inner, cache.clone());
     scorer.score_batch(&refs(&records));
     assert_eq!((scorer.hits(), scorer.misses()), (0, 4));
-    assert_eq!(calls.lock().unwrap().len(), 1);
+    assert_eq!(calls.lock().unwrap().len(), 4);
     assert_eq!(cache.len(None).unwrap(), 8);
 }
 
@@ -144,16 +167,17 @@ fn errors_are_returned_and_not_cached() {
     assert_eq!(cache.len(None).unwrap(), 3);
 }
 
-#[test]
-fn batch_order_is_kept_with_hits_and_misses_mixed() {
+/// Scores 12 records given in reverse order, every third one already
+/// cached; returns the batch and what the inner scorer was asked.
+fn mixed_batch(inner: (Counting, Calls)) -> (Vec<String>, Vec<Vec<String>>) {
     let cache = Arc::new(ScoreCache::in_memory().unwrap());
     let records = records(12);
     // Warm the cache with every third record.
-    let (inner, _) = Counting::new("sha256:m");
+    let (warmer, _) = Counting::new("sha256:m");
     let warm: Vec<&Record> = records.iter().step_by(3).collect();
-    CachedScorer::new(inner, cache.clone()).score_batch(&warm);
+    CachedScorer::new(warmer, cache.clone()).score_batch(&warm);
 
-    let (inner, calls) = Counting::new("sha256:m");
+    let (inner, calls) = inner;
     let mut scorer = CachedScorer::new(inner, cache.clone());
     let mut batch = refs(&records);
     batch.reverse();
@@ -162,10 +186,58 @@ fn batch_order_is_kept_with_hits_and_misses_mixed() {
     for (record, result) in batch.iter().zip(&results) {
         assert_bit_exact(result.as_ref().unwrap(), &Counting::scores_of(record));
     }
-    // One inner call, with the misses only, in the batch's order.
-    let expected: Vec<String> = ids(&batch).into_iter().filter(|id| id[1..].parse::<usize>().unwrap() % 3 != 0).collect();
-    assert_eq!(*calls.lock().unwrap(), vec![expected]);
     assert_eq!((scorer.hits(), scorer.misses()), (4, 8));
+    assert_eq!(cache.len(None).unwrap(), 12);
+    let calls = calls.lock().unwrap().clone();
+    (ids(&batch), calls)
+}
+
+fn misses_in_order(batch: &[String]) -> Vec<String> {
+    batch.iter().filter(|id| id[1..].parse::<usize>().unwrap() % 3 != 0).cloned().collect()
+}
+
+#[test]
+fn batch_order_is_kept_with_hits_and_misses_mixed() {
+    // One record at a time, the misses only, in the batch's order.
+    let (batch, calls) = mixed_batch(Counting::new("sha256:m"));
+    assert_eq!(calls, misses_in_order(&batch).into_iter().map(|id| vec![id]).collect::<Vec<_>>());
+
+    // A server scorer: one inner call with all the misses, in the batch's order.
+    let (batch, calls) = mixed_batch(Counting::server("sha256:m"));
+    assert_eq!(calls, vec![misses_in_order(&batch)]);
+}
+
+#[test]
+fn each_record_is_committed_before_the_next_is_scored() {
+    let dir = scratch("per-record");
+    let cache = Arc::new(ScoreCache::open(&dir.join("scores.sqlite")).unwrap());
+    let records = records(10);
+    let (mut inner, calls) = Counting::new("sha256:m");
+    inner.committed_before = Some((cache.clone(), 0));
+    let mut scorer = CachedScorer::new(inner, cache.clone());
+    let results = scorer.score_batch(&refs(&records));
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(calls.lock().unwrap().len(), 10);
+    // Committed: another handle on the file (another process) sees them all.
+    assert_eq!(ScoreCache::open(&dir.join("scores.sqlite")).unwrap().len(Some("sha256:m")).unwrap(), 10);
+}
+
+#[test]
+fn a_server_batch_is_committed_record_by_record() {
+    let dir = scratch("per-answer");
+    let path = dir.join("scores.sqlite");
+    let cache = Arc::new(ScoreCache::open(&path).unwrap());
+    let records = vec![record("a", "p", "fine response"), record("b", "p", "this one will FAIL"), record("c", "p", "another fine one")];
+    let (inner, calls) = Counting::server("sha256:m");
+    let mut scorer = CachedScorer::new(inner, cache.clone());
+    let results = scorer.score_batch(&refs(&records));
+    assert_eq!(calls.lock().unwrap().len(), 1, "the server scorer gets the batch whole");
+    assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+    // The failed record does not keep the others from being stored.
+    let reopened = ScoreCache::open(&path).unwrap();
+    assert_eq!(reopened.len(Some("sha256:m")).unwrap(), 2);
+    assert_eq!(reopened.get("sha256:m", &RecordKey::of(&records[1])).unwrap(), None);
+    assert_bit_exact(&reopened.get("sha256:m", &RecordKey::of(&records[2])).unwrap().unwrap(), results[2].as_ref().unwrap());
 }
 
 #[test]
@@ -178,7 +250,7 @@ fn a_boxed_scorer_can_be_cached_and_boxed_again() {
     assert_eq!(scorer.info().fingerprint, "sha256:boxed");
     scorer.score_batch(&refs(&records));
     scorer.score_batch(&refs(&records));
-    assert_eq!(calls.lock().unwrap().len(), 1);
+    assert_eq!(calls.lock().unwrap().len(), 3, "the second pass is all hits");
 
     // And through a borrowed trait object, as the pipeline passes scorers.
     let (mut inner, calls) = Counting::new("sha256:boxed");
