@@ -2,7 +2,8 @@
 //! every response token under one model.
 //!
 //! Every model backend sits behind the one narrow [`Scorer`] trait: the
-//! precomputed-file scorer here ([`FileScorer`], `file:PATH`), and the
+//! precomputed-file scorer here ([`FileScorer`], `file:PATH`, with
+//! [`IdDecoder`] for files that give token ids), and the
 //! in-process checkpoint and inference-server scorers in their own crates.
 //! A scorer returns each token's byte span in the response and its natural
 //! log-probability; the core aligns those to actions, so models may have
@@ -10,9 +11,13 @@
 
 mod file;
 mod spec;
+mod token_ids;
 
 pub use file::FileScorer;
 pub use spec::{Protocol, ScorerSpec, ScorerSpecError, ServerSpec};
+pub use token_ids::{IdDecoder, SpanError};
+/// The tokenizer type [`IdDecoder`] takes.
+pub use tokenizers::Tokenizer;
 
 use serde::{Deserialize, Serialize};
 use whence_core::{ByteSpan, Record};

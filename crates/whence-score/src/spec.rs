@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// A scorer as given by the user: `file:teacher.jsonl`, a checkpoint
+/// A scorer as given by the user: `file:teacher.jsonl` (or `.parquet`), a checkpoint
 /// directory (`checkpoints/Qwen2.5-7B-Instruct`, or `checkpoint:DIR`), or
 /// inference-server endpoints (`vllm+http://host:8000/v1`,
 /// `sglang+http://host:30000`, several separated by commas).
@@ -59,7 +59,7 @@ impl std::fmt::Display for ServerSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scorer `{given}`{detail}; valid forms: file:PATH (precomputed token log-probabilities, JSONL), DIR or checkpoint:DIR (a Hugging Face checkpoint directory), vllm+http://HOST:PORT/v1 or sglang+http://HOST:PORT (inference servers; several URLs separated by commas)")]
+#[error("unknown scorer `{given}`{detail}; valid forms: file:PATH (precomputed token log-probabilities, JSONL or Parquet), DIR or checkpoint:DIR (a Hugging Face checkpoint directory), vllm+http://HOST:PORT/v1 or sglang+http://HOST:PORT (inference servers; several URLs separated by commas)")]
 pub struct ScorerSpecError {
     pub given: String,
     /// What is wrong, when more is known than "unknown" (starts with `: `).
