@@ -29,15 +29,17 @@
 //! one. A stop token stays in `token_ids` and out of `text`; a stop string
 //! is cut from `text` (both kept with `include_stop_str_in_output`).
 //!
-//! Each connection has a thread (up to `max_connections`); a request holds
-//! the model from its first forward pass to its answer, so requests are
-//! answered one at a time (the model uses every core) and concurrent ones
-//! wait in line. A bad request gets a 400 JSON error (`{"error":
-//! {"message", "type", "code"}}`, the message naming the field and its
-//! value) and the server keeps serving.
+//! HTTP is hyper's, on tokio, with bounds on open connections and on
+//! requests handled at once, header and body timeouts, and a graceful
+//! shutdown on SIGTERM/SIGINT (see [`http`]). A request holds the model from
+//! its first forward pass to its answer, so requests are answered one at a
+//! time (the model uses every core) and concurrent ones wait in line. A bad
+//! request gets a 400 JSON error (`{"error": {"message", "type", "code"}}`,
+//! the message naming the field and its value) and the server keeps
+//! serving.
 
 pub mod api;
-mod http;
+pub mod http;
 mod model;
 pub mod sampling;
 
@@ -46,6 +48,7 @@ pub use model::{Model, PromptScores, Session};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use whence_checkpoint::CheckpointOptions;
 
@@ -60,9 +63,19 @@ pub struct ServeOptions {
     pub model_name: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Connections served at once (each on its own thread; requests are
-    /// scored one at a time); further connections wait to be accepted.
+    /// Open connections at once; further connections wait to be accepted.
     pub max_connections: usize,
+    /// Requests handled at once (their body read, waiting for or using the
+    /// model); further ones wait, holding only their connection.
+    pub max_concurrent_requests: usize,
+    /// How long a request head may take to arrive (from the connection's
+    /// opening or the previous answer: also how long a keep-alive connection
+    /// may sit idle).
+    pub header_timeout: Duration,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// How long requests in flight may take to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -72,7 +85,11 @@ impl Default for ServeOptions {
             api_key: None,
             model_name: None,
             max_body_bytes: 64 << 20,
-            max_connections: 64,
+            max_connections: 2048,
+            max_concurrent_requests: 64,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -84,6 +101,8 @@ pub enum ServeError {
     Checkpoint(#[from] whence_checkpoint::CheckpointError),
     #[error("cannot listen on {addr}: {message}")]
     Bind { addr: SocketAddr, message: String },
+    #[error("serving on {addr}: {message}")]
+    Serve { addr: SocketAddr, message: String },
 }
 
 /// A bound server with its model loaded.
@@ -113,17 +132,24 @@ impl Server {
         &self.model
     }
 
-    /// Serves until the process ends.
-    pub fn run(self) {
+    /// Serves until SIGTERM or SIGINT, then finishes the requests in flight.
+    pub fn run(self) -> Result<http::Stopped, ServeError> {
+        let options = &self.options;
         let limits = http::HttpLimits {
-            max_body_bytes: self.options.max_body_bytes,
+            max_body_bytes: options.max_body_bytes,
             max_header_bytes: 64 << 10,
-            max_connections: self.options.max_connections,
-            idle_timeout: std::time::Duration::from_secs(300),
+            max_connections: options.max_connections,
+            max_concurrent_requests: options.max_concurrent_requests,
+            header_timeout: options.header_timeout,
+            body_timeout: options.body_timeout,
+            shutdown_timeout: options.shutdown_timeout,
         };
+        http::raise_open_file_limit(options.max_connections);
+        let addr = self.local_addr();
         let model = Arc::clone(&self.model);
-        let api_key = self.options.api_key.clone();
-        http::serve(self.listener, limits, Arc::new(move |request: &ApiRequest| handle(request, &model, api_key.as_deref())));
+        let api_key = options.api_key.clone();
+        let handler: http::Handler = Arc::new(move |request: &ApiRequest| handle(request, &model, api_key.as_deref()));
+        http::serve(self.listener, limits, handler).map_err(|e| ServeError::Serve { addr, message: e.to_string() })
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -19,7 +20,11 @@ Sampling: `max_tokens` (default 16), `n` (default 1), `temperature` (default 1; 
 
 Refused with a 400 naming the field: values out of range (negative temperature, top_p outside (0, 1], n 0, logprobs over 20, prompt + max_tokens over the context), and what whence serve does not do (penalties, min_p, logit_bias, best_of > n, beam search, streaming). The server keeps serving.
 
-Requests are answered one at a time, each holding the model from its first forward pass to its answer (the model uses every core); concurrent ones wait in line. Logs one line per request on stderr.";
+Requests are answered one at a time, each holding the model from its first forward pass to its answer (the model uses every core); concurrent ones wait in line. Logs one line per request on stderr.
+
+Limits: at most --max-connections open connections (more wait to be accepted); a request head must arrive within --header-timeout of the connection's opening or the previous answer (so a keep-alive connection idle that long is closed) and its body within --body-timeout (else 408), at most --max-body-bytes (else 413); at most --max-concurrent-requests requests whose body has arrived are handled at once (more wait), so idle or slow clients never hold up the others.
+
+Shutdown: on SIGTERM or SIGINT the requests in flight finish (at most --shutdown-timeout), new ones get a 503, then the server exits 0; a second signal stops at once (exit 1).";
 
 /// Serve a local checkpoint behind a vLLM-compatible API, so that a GPU
 /// node can be a scorer or a generator without vLLM (what it answers: `SERVE_HELP`).
@@ -43,9 +48,21 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes
     #[arg(long, default_value = "67108864", value_name = "BYTES")]
     pub max_body_bytes: usize,
-    /// Connections served at once (requests are answered one at a time; more connections wait to be accepted)
-    #[arg(long, default_value = "64", value_name = "N")]
-    pub max_connections: usize,
+    /// Open connections at once (more wait to be accepted)
+    #[arg(long, default_value = "2048", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Requests handled at once once their body has arrived (more wait in line)
+    #[arg(long, default_value = "64", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+    /// Seconds a request head may take to arrive, from the connection's opening or the previous answer (so also how long a keep-alive connection may sit idle)
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub header_timeout: Duration,
+    /// Seconds a request body may take to arrive
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub body_timeout: Duration,
+    /// Seconds the requests in flight may take to finish after SIGTERM/SIGINT
+    #[arg(long, default_value = "300", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub shutdown_timeout: Duration,
     /// Compute dtype: f32 (exact; fastest on CPU), bf16, f16
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     pub dtype: candle_core::DType,
@@ -72,7 +89,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         api_key: args.api_key,
         model_name: args.served_model_name,
         max_body_bytes: args.max_body_bytes,
-        max_connections: args.max_connections,
+        max_connections: args.max_connections as usize,
+        max_concurrent_requests: args.max_concurrent_requests as usize,
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        shutdown_timeout: args.shutdown_timeout,
     };
     let server = whence_serve::Server::bind(&args.checkpoint, checkpoint, options)
         .map_err(|e| match e {
@@ -82,6 +103,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("serving {}", args.checkpoint.display()))?;
     // Tests and scripts read this line for the port.
     eprintln!("whence serve: `{}` listening on http://{}/v1", server.model().name(), server.local_addr());
-    server.run();
-    Ok(())
+    match server.run()? {
+        whence_serve::http::Stopped::Drained => {
+            eprintln!("whence serve: every request answered; stopped");
+            Ok(())
+        }
+        whence_serve::http::Stopped::TimedOut { in_flight } => {
+            anyhow::bail!("stopped with {in_flight} request(s) unanswered after --shutdown-timeout")
+        }
+        whence_serve::http::Stopped::Interrupted { in_flight } => {
+            anyhow::bail!("stopped by a second signal with {in_flight} request(s) unanswered")
+        }
+    }
+}
+
+/// A positive number of seconds (fractions allowed: `0.5`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds.is_finite() && seconds <= 1e9 => Ok(Duration::from_secs_f64(seconds)),
+        _ => Err(format!("`{text}` is not a positive number of seconds (e.g. 30 or 0.5)")),
+    }
 }

@@ -64,6 +64,24 @@ impl Served {
         format!("vllm+http://127.0.0.1:{}/v1", self.port)
     }
 
+    /// Sends `signal` (`TERM`, `INT`, …) to the server.
+    pub(crate) fn signal(&self, signal: &str) {
+        let sent = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
+    /// The server's exit status, if it ends within `within`.
+    pub(crate) fn exit_status(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Kills the server; its count of answers is final afterwards.
     fn kill(&mut self) {
         let _ = self.child.kill();
