@@ -120,6 +120,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 
+/// The most steps (minijinja's fuel, about one per instruction) one render
+/// may take: a real template renders a conversation of a thousand turns in
+/// well under a hundredth of this; a template that loops without end (or
+/// nearly: nested `range(100000)`s) fails within about a second instead of
+/// hanging.
+pub const RENDER_FUEL: u64 = 20_000_000;
+
+/// The largest rendering, in bytes, besides [`RENDER_BYTES_PER_INPUT_BYTE`]
+/// per byte of the messages and extra variables: a template that writes
+/// far more than it was given fails instead of filling memory.
+pub const RENDER_BASE_BYTES: usize = 16 << 20;
+/// See [`RENDER_BASE_BYTES`].
+pub const RENDER_BYTES_PER_INPUT_BYTE: usize = 16;
+
 /// The file a checkpoint's template is read from first.
 pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 /// The file read for `chat_template` (if there is no [`CHAT_TEMPLATE_FILE`]) and
@@ -299,6 +313,7 @@ impl ChatTemplate {
         let syntax =
             SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).keep_trailing_newline(false).build().map_err(syntax_error)?;
         env.set_syntax(syntax);
+        env.set_fuel(Some(RENDER_FUEL));
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_formatter(python_formatter);
@@ -351,8 +366,37 @@ impl ChatTemplate {
                 message: raised.unwrap_or_else(|| describe(&e)),
             }
         };
+        let input_bytes = messages.iter().map(|m| m.role.len() + m.content.len() + json_size(&m.extra)).sum::<usize>() + json_size(extra);
+        let limit = RENDER_BASE_BYTES.saturating_add(input_bytes.saturating_mul(RENDER_BYTES_PER_INPUT_BYTE));
         let template = self.env.get_template(&self.origin).map_err(render_error)?;
-        template.render(Value::from_pairs(ctx)).map_err(render_error)
+        let mut out = CappedOutput { bytes: Vec::new(), limit, exceeded: false };
+        match template.render_captured_to(Value::from_pairs(ctx), &mut out) {
+            Ok(_) => String::from_utf8(out.bytes).map_err(|e| TemplateError::Render {
+                origin: self.origin.clone(),
+                line: None,
+                message: format!("the rendering is not UTF-8: {e}"),
+                raised: false,
+            }),
+            Err(_) if out.exceeded => Err(TemplateError::Render {
+                origin: self.origin.clone(),
+                line: None,
+                message: format!(
+                    "the rendering is longer than {limit} bytes ({RENDER_BASE_BYTES} plus {RENDER_BYTES_PER_INPUT_BYTE} per byte of \
+                     the {input_bytes} bytes of messages and variables given); hint: a loop in the template writes without end"
+                ),
+                raised: false,
+            }),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(TemplateError::Render {
+                origin: self.origin.clone(),
+                line: e.line(),
+                message: format!(
+                    "the render took more than {RENDER_FUEL} steps; hint: a loop in the template does not end (or nearly: nested \
+                     `range`s)"
+                ),
+                raised: false,
+            }),
+            Err(e) => Err(render_error(e)),
+        }
     }
 
     /// Fixes the clock used by `strftime_now` (tests) to `(year, month, day, hour,
@@ -388,6 +432,44 @@ impl ChatTemplate {
     /// The `eos_token` the template is rendered with.
     pub fn eos_token(&self) -> Option<&str> {
         self.eos_token.as_deref()
+    }
+}
+
+/// Bytes a JSON value takes written compactly (what bounds a rendering).
+fn json_size(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// A rendering's bytes, refused past `limit`.
+struct CappedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other("the rendering is too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -142,7 +142,8 @@ fn find_close(src: &str, from: usize, close: &str) -> Option<usize> {
                 }
                 j += 1;
             }
-            _ if src[j..].starts_with(close) => return Some(j),
+            // Bytes, not `src[j..]`: `j` steps byte by byte, into multi-byte chars too.
+            _ if bytes[j..].starts_with(close.as_bytes()) => return Some(j),
             _ => j += 1,
         }
     }
@@ -189,6 +190,16 @@ fn skip_raw(src: &str, from: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `template_render` fuzz target: a tag holding a non-ASCII
+    /// character outside a string literal panicked (a slice inside the char).
+    #[test]
+    fn tags_with_non_ascii_characters_outside_strings_are_kept() {
+        for src in ["{{ é }}", "{% if x %}{{ messages | tojson(in\u{fffd}\u{fffd}dent=2) }}{% endif %}", "{{ 'ü\\/' ~ ü }}"] {
+            assert_eq!(rewrite_tags(src), src.replace(r"\/", r"\\/"));
+        }
+        assert_eq!(rewrite_tags("{% generation %}ä{{ ö }}{% endgeneration %}"), "{% if true %}ä{{ ö }}{% endif %}");
+    }
 
     #[test]
     fn generation_tags_become_if_true() {
