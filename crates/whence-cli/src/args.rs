@@ -178,7 +178,7 @@ pub struct ModelArgs {
     #[arg(long, conflicts_with = "cache")]
     pub no_cache: bool,
 
-    /// Tokenizer (and chat template) directory of a server-scored role: ROLE=DIR (teacher, student, distilled, model, or a candidate's name), or DIR for every server role; repeatable
+    /// Tokenizer directory of a role scored by a server (with its chat template) or by a `file:` that gives token ids: ROLE=DIR (teacher, student, distilled, model, or a candidate's name), or DIR for every such role; repeatable
     #[arg(long = "tokenizer", value_name = "[ROLE=]DIR", help_heading = "Inference servers")]
     pub tokenizers: Vec<String>,
     /// Requests in flight at once per server-scored role, over all its endpoints
@@ -295,18 +295,15 @@ impl ScorerFactory {
         self
     }
 
-    /// The tokenizer directory of a server-scored role (`key`: teacher,
-    /// student, distilled, model, or a candidate's name).
-    fn tokenizer_dir(&self, key: &str, role: &str, spec: &ScorerSpec) -> anyhow::Result<PathBuf> {
-        if let Some((_, dir)) = self.tokenizers.iter().find(|(name, _)| name == key) {
-            return Ok(dir.clone());
-        }
-        self.default_tokenizer.clone().ok_or_else(|| {
-            crate::errors::UsageError(format!(
-                "the {role} scorer `{spec}` is an inference server, and no tokenizer is given for it\nhint: pass --tokenizer {key}=DIR, DIR being the model's checkpoint (or a directory with its tokenizer.json and tokenizer_config.json): prompts are rendered and tokenized here and sent as token ids"
-            ))
-            .into()
-        })
+    /// The `--tokenizer` directory of a role (`key`: teacher, student,
+    /// distilled, model, or a candidate's name), if one is given.
+    fn tokenizer_dir(&self, key: &str) -> Option<PathBuf> {
+        self.tokenizers.iter().find(|(name, _)| name == key).map(|(_, dir)| dir.clone()).or_else(|| self.default_tokenizer.clone())
+    }
+
+    /// The `--tokenizer ROLE=DIR` key of a role.
+    fn tokenizer_key(role: &str) -> &str {
+        role.strip_prefix("candidate ").unwrap_or(role)
     }
 
     fn wrap<S: Scorer + 'static>(&mut self, scorer: S) -> anyhow::Result<Box<dyn Scorer>> {
@@ -343,10 +340,30 @@ impl ScorerFactory {
 
     /// The tokenizer and template of a server-scored role (`--tokenizer`).
     pub fn server_encoder(&self, key: &str, role: &str, spec: &ScorerSpec) -> anyhow::Result<whence_encode::Encoder> {
-        let dir = self.tokenizer_dir(key, role, spec)?;
+        let dir = self.tokenizer_dir(key).ok_or_else(|| {
+            crate::errors::UsageError(format!(
+                "the {role} scorer `{spec}` is an inference server, and no tokenizer is given for it\nhint: pass --tokenizer {key}=DIR, DIR being the model's checkpoint (or a directory with its tokenizer.json and tokenizer_config.json): prompts are rendered and tokenized here and sent as token ids"
+            ))
+        })?;
         whence_encode::Encoder::open(&dir, &self.template)
             .map_err(|e| crate::errors::UsageError(e.to_string()))
             .with_context(|| format!("{role} {spec}: tokenizer"))
+    }
+
+    /// The tokenizer that turns a `file:` scorer's token ids into byte
+    /// spans (`at`: where the file first gives token ids).
+    fn id_decoder(&self, role: &str, spec: &ScorerSpec, at: &str) -> anyhow::Result<whence_score::IdDecoder> {
+        let key = Self::tokenizer_key(role);
+        let dir = self.tokenizer_dir(key).ok_or_else(|| {
+            crate::errors::UsageError(format!(
+                "the {role} scorer `{spec}` gives token ids (`token_ids`, first at {at}) instead of byte offsets, and no tokenizer is given to decode them\nhint: pass --tokenizer {key}=DIR, DIR being the checkpoint of the model that gave the log-probabilities (or a directory with its tokenizer.json): the ids are decoded to find each token's bytes in the response"
+            ))
+        })?;
+        // Raw: only the tokenizer is used, and a chat template is not needed.
+        let encoder = whence_encode::Encoder::open(&dir, &whence_encode::TemplateMode::Raw)
+            .map_err(|e| crate::errors::UsageError(e.to_string()))
+            .with_context(|| format!("{role} {spec}: tokenizer"))?;
+        Ok(whence_score::IdDecoder::new(encoder.tokenizer().clone(), dir.display().to_string(), encoder.digest()))
     }
 
     /// How server clients talk to their endpoints.
@@ -362,8 +379,11 @@ impl ScorerFactory {
         }
         match spec {
             ScorerSpec::File(path) => {
-                let scorer = FileScorer::open(path).with_context(|| format!("{role} scorer {spec}"))?;
+                let mut scorer = FileScorer::open(path).with_context(|| format!("{role} scorer {spec}"))?;
                 tracing::debug!("{role}: {} records in {}", scorer.len(), path.display());
+                if let Some(at) = scorer.token_ids_at().map(str::to_string) {
+                    scorer = scorer.with_decoder(self.id_decoder(role, spec, &at)?);
+                }
                 Ok(Box::new(scorer))
             }
             ScorerSpec::Checkpoint(dir) => {
@@ -375,8 +395,7 @@ impl ScorerFactory {
                 self.wrap(scorer)
             }
             ScorerSpec::Server(server) => {
-                let key = role.strip_prefix("candidate ").unwrap_or(role);
-                let encoder = self.server_encoder(key, role, spec)?;
+                let encoder = self.server_encoder(Self::tokenizer_key(role), role, spec)?;
                 let scorer = whence_remote::ServerScorer::open(server, encoder, self.client.clone())
                     .map_err(|e| if e.is_input_error() { anyhow::Error::from(crate::errors::UsageError(e.to_string())) } else { e.into() })
                     .with_context(|| format!("{role} scorer {spec}"))?;

@@ -1,7 +1,7 @@
 //! `whence score`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -16,12 +16,15 @@ use crate::progress::{Bars, Verbosity};
 /// elsewhere (a GPU node) and analyses reuse it with `--teacher file:OUT`.
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// The model: a checkpoint DIR, vllm+URL or sglang+URL (inference servers, with --tokenizer DIR), or file:PATH (to re-check a scorer file)
+    /// The model: a checkpoint DIR, vllm+URL or sglang+URL (inference servers, with --tokenizer DIR), or file:PATH (to re-check a scorer file, or to turn its token ids into byte offsets with --tokenizer model=DIR)
     #[arg(long, value_parser = parse_scorer)]
     pub model: ScorerSpec,
-    /// Records: JSONL or Parquet
-    #[arg(long, short)]
-    pub input: PathBuf,
+    /// Records: JSONL or Parquet (`--input INPUT` is accepted too)
+    #[arg(value_name = "INPUT", required_unless_present = "input_flag")]
+    pub input: Option<PathBuf>,
+    /// The records as a flag, the spelling of earlier versions
+    #[arg(long = "input", short = 'i', value_name = "INPUT", hide = true, conflicts_with = "input")]
+    pub input_flag: Option<PathBuf>,
     /// Output JSONL file; with --shard, a directory
     #[arg(long, short)]
     pub out: PathBuf,
@@ -37,8 +40,15 @@ pub struct ScoreArgs {
     pub models: ModelArgs,
 }
 
+impl ScoreArgs {
+    /// INPUT, given as the positional argument or as `--input`.
+    pub fn input(&self) -> &Path {
+        self.input.as_deref().or(self.input_flag.as_deref()).expect("clap requires INPUT or --input")
+    }
+}
+
 pub fn run(args: ScoreArgs, verbosity: Verbosity, replay: Option<crate::shard::Replay>) -> anyhow::Result<()> {
-    let set = args.fields.read(&args.input, args.skip_invalid, false)?;
+    let set = args.fields.read(args.input(), args.skip_invalid, false)?;
     let mut factory = ScorerFactory::new(&args.models)?.replaying(replay);
     let scorer = factory.open("model", &args.model)?;
     let bars = Bars::new(verbosity);
@@ -46,7 +56,7 @@ pub fn run(args: ScoreArgs, verbosity: Verbosity, replay: Option<crate::shard::R
         return crate::shard::write_shard(
             "score",
             shard,
-            &args.input,
+            args.input(),
             &set.records,
             vec![("model", scorer)],
             args.skip_invalid,

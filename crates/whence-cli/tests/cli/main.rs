@@ -5,6 +5,7 @@ mod bad_input;
 mod checkpoint;
 mod demo;
 mod generate;
+mod inputs_and_help;
 mod real_data;
 mod report;
 mod select;
