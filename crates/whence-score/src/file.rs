@@ -179,19 +179,18 @@ impl ParquetRows {
         let positions = match (column("offsets"), column("token_ids")) {
             (Some(_), Some(_)) => return Err(invalid("has both an `offsets` and a `token_ids` column; give one".into())),
             (None, None) => {
-                return Err(invalid(format!(
-                    "has neither an `offsets` column (byte spans) nor a `token_ids` column (columns: {listing})"
-                )))
+                return Err(invalid(format!("has neither an `offsets` column (byte spans) nor a `token_ids` column (columns: {listing})")))
             }
             (Some(offsets), None) => offsets,
             (None, Some(token_ids)) => token_ids,
         };
         let holds_token_ids = column("token_ids").is_some();
         let decode = |e: parquet::errors::ParquetError| invalid(format!("cannot decode Parquet data: {e}"));
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file.try_clone().map_err(|e| invalid(e.to_string()))?, metadata.clone())
-            .with_projection(ProjectionMask::roots(metadata.parquet_schema(), [id]))
-            .build()
-            .map_err(decode)?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file.try_clone().map_err(|e| invalid(e.to_string()))?, metadata.clone())
+                .with_projection(ProjectionMask::roots(metadata.parquet_schema(), [id]))
+                .build()
+                .map_err(decode)?;
         let group_sizes: Vec<usize> = metadata.metadata().row_groups().iter().map(|g| g.num_rows() as usize).collect();
         let (mut group, mut row_in_group) = (0usize, 0usize);
         let mut index: HashMap<String, RowEntry> = HashMap::new();
@@ -226,7 +225,8 @@ impl ParquetRows {
     fn load(&mut self, group: usize, display: &str) -> Result<&LoadedGroup, ScoreError> {
         if self.loaded.as_ref().is_none_or(|loaded| loaded.group != group) {
             let invalid = |message: String| ScoreError::InvalidSource(format!("{display}: {message}"));
-            let file = self.file.try_clone().map_err(|source| ScoreError::Io { context: format!("cannot read scorer file {display}"), source })?;
+            let file =
+                self.file.try_clone().map_err(|source| ScoreError::Io { context: format!("cannot read scorer file {display}"), source })?;
             let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
                 .with_projection(ProjectionMask::roots(self.metadata.parquet_schema(), self.columns.iter().copied()))
                 .with_row_groups(vec![group])
@@ -417,12 +417,11 @@ fn diagnose(content: &[u8], error: &serde_json::Error, location: &str) -> ScoreE
         Err(e) => return invalid("(line)".into(), json_problem(content, &e)),
     };
     let positions = match (value.get("offsets"), value.get("token_ids")) {
-        (None, None) => {
-            return invalid(
-                "offsets".into(),
-                "is missing; a line gives `offsets` (byte spans in the response) or `token_ids` (the response's token ids, with --tokenizer)".into(),
-            )
-        }
+        (None, None) => return invalid(
+            "offsets".into(),
+            "is missing; a line gives `offsets` (byte spans in the response) or `token_ids` (the response's token ids, with --tokenizer)"
+                .into(),
+        ),
         (Some(_), None) => "offsets",
         _ => "token_ids",
     };
@@ -690,15 +689,26 @@ mod tests {
         let message = error.to_string();
         assert!(error.is_record_specific(), "{message}");
         assert!(message.contains("lp.jsonl:1: field `token_ids["), "{message}");
-        assert!(message.contains("record `r7`: the ids do not decode to the response: first difference at byte 5: response \"ot sat.\", decoded ids \"at"), "{message}");
+        assert!(
+            message.contains(
+                "record `r7`: the ids do not decode to the response: first difference at byte 5: response \"ot sat.\", decoded ids \"at"
+            ),
+            "{message}"
+        );
         assert!(message.contains("(tokenizer ") && message.contains("tiny-qwen2)"), "{message}");
         assert!(message.contains("hint: `token_ids` must be the response's tokens only"), "{message}");
         // One log-probability too few, and an id that is no id.
         let cases = [
             (serde_json::json!({"id": "a", "token_ids": ids, "logprobs": lp[1..]}), "field `logprobs`: "),
             (serde_json::json!({"id": "a", "token_ids": [1, -2], "logprobs": [-1, -1]}), "field `token_ids[1]`: `-2` is not a token id"),
-            (serde_json::json!({"id": "a", "token_ids": [1, 9_000_000], "logprobs": [-1, -1]}), "field `token_ids[1]`: record `a`: id 9000000 is not in the tokenizer's vocabulary"),
-            (serde_json::json!({"id": "a", "token_ids": [1], "offsets": [[0, 1]], "logprobs": [-1]}), "field `token_ids`: a line gives `offsets` or `token_ids`, not both"),
+            (
+                serde_json::json!({"id": "a", "token_ids": [1, 9_000_000], "logprobs": [-1, -1]}),
+                "field `token_ids[1]`: record `a`: id 9000000 is not in the tokenizer's vocabulary",
+            ),
+            (
+                serde_json::json!({"id": "a", "token_ids": [1], "offsets": [[0, 1]], "logprobs": [-1]}),
+                "field `token_ids`: a line gives `offsets` or `token_ids`, not both",
+            ),
             (serde_json::json!({"id": "a", "logprobs": [-1]}), "field `offsets`: is missing; a line gives `offsets`"),
         ];
         for (line, expected) in cases {

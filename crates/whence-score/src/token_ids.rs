@@ -235,7 +235,8 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Tokenizer {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/fixtures").join(name).join("tokenizer.json");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/fixtures").join(name).join("tokenizer.json");
         Tokenizer::from_file(&path).unwrap()
     }
 
