@@ -2,6 +2,7 @@
 
 mod attribute;
 mod bad_input;
+mod cache;
 mod checkpoint;
 mod demo;
 mod generate;
