@@ -6,6 +6,7 @@ mod cache;
 mod checkpoint;
 mod demo;
 mod generate;
+mod remote_checks;
 mod inputs_and_help;
 mod real_data;
 mod report;
