@@ -25,14 +25,13 @@ impl From<CacheError> for ScoreError {
 /// A scorer whose results are cached in a [`ScoreCache`] under the inner
 /// scorer's `info().fingerprint` and each record's [`RecordKey`].
 ///
-/// A batch is looked up first, and the misses are scored in input order.
-/// Each record's new scores are committed (in a transaction of their own) as
-/// soon as the inner scorer hands them over, so a killed run loses at most
-/// the records in flight: an in-process scorer (a checkpoint) is given the
-/// misses one by one, and each is committed before the next is scored; an
-/// inference-server scorer is given all the misses in one `score_batch`
-/// call, which keeps several requests in flight and hands the answers over
-/// when the batch is done, and each is then committed. Errors from the inner
+/// A batch is looked up first, and the misses go to the inner scorer's
+/// [`Scorer::score_each`]. Each record's new scores are committed (in a
+/// transaction of their own) as soon as the inner scorer hands them over, so
+/// a killed run loses at most the records in flight: an in-process scorer (a
+/// checkpoint) scores the misses one by one, each committed before the next
+/// is scored; an inference-server scorer keeps several requests in flight
+/// and hands each answer over as it arrives. Errors from the inner
 /// scorer are returned and never cached; a record whose scores the inner
 /// scorer gives with fewer or more log-probabilities than spans is returned
 /// uncached (the caller's validation reports it). A failure of the cache
@@ -91,6 +90,10 @@ where
         self.0.score(record)
     }
 
+    fn score_each(&mut self, records: &[&Record], deliver: &mut dyn FnMut(usize, Result<TokenLogprobs, ScoreError>)) {
+        self.0.score_each(records, deliver)
+    }
+
     fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
         self.0.score_batch(records)
     }
@@ -109,49 +112,41 @@ impl<S: Scorer> Scorer for CachedScorer<S> {
         self.score_batch(&[record]).pop().expect("one result per record")
     }
 
-    fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
+    /// Cache hits are delivered first; the misses go to the inner scorer's
+    /// `score_each`, and each answer is committed before it is delivered.
+    fn score_each(&mut self, records: &[&Record], deliver: &mut dyn FnMut(usize, Result<TokenLogprobs, ScoreError>)) {
         let model = self.inner.info().fingerprint.clone();
         let keys: Vec<RecordKey> = records.iter().map(|record| RecordKey::of(record)).collect();
-        let mut results: Vec<Option<Result<TokenLogprobs, ScoreError>>> = Vec::with_capacity(records.len());
         let mut missed = Vec::new();
         for (index, key) in keys.iter().enumerate() {
-            results.push(match self.cache.get(&model, key) {
+            match self.cache.get(&model, key) {
                 Ok(Some(scores)) => {
                     self.hits += 1;
-                    Some(Ok(scores))
+                    deliver(index, Ok(scores));
                 }
-                Ok(None) => {
-                    missed.push(index);
-                    None
-                }
-                Err(error) => Some(Err(error.into())),
-            });
-        }
-        if !missed.is_empty() && scores_records_together(self.inner.info()) {
-            let batch: Vec<&Record> = missed.iter().map(|&index| records[index]).collect();
-            let mut scored = self.inner.score_batch(&batch);
-            self.misses += missed.len() as u64;
-            if scored.len() != missed.len() {
-                let message = format!(
-                    "scorer {} returned {} results for a batch of {} records",
-                    self.inner.info().source,
-                    scored.len(),
-                    missed.len()
-                );
-                scored.truncate(missed.len());
-                scored.resize_with(missed.len(), || Err(ScoreError::Failed(message.clone())));
-            }
-            for (index, result) in missed.into_iter().zip(scored) {
-                results[index] = Some(self.keep(&model, &keys[index], result));
-            }
-        } else {
-            for index in missed {
-                let result = self.inner.score(records[index]);
-                self.misses += 1;
-                results[index] = Some(self.keep(&model, &keys[index], result));
+                Ok(None) => missed.push(index),
+                Err(error) => deliver(index, Err(error.into())),
             }
         }
-        results.into_iter().map(|result| result.expect("every record answered")).collect()
+        if missed.is_empty() {
+            return;
+        }
+        let batch: Vec<&Record> = missed.iter().map(|&index| records[index]).collect();
+        let mut answered = vec![false; missed.len()];
+        let cache = &self.cache;
+        self.inner.score_each(&batch, &mut |position, result| {
+            let (Some(&index), Some(done)) = (missed.get(position), answered.get_mut(position)) else { return };
+            if !std::mem::replace(done, true) {
+                deliver(index, keep(cache, &model, &keys[index], result));
+            }
+        });
+        self.misses += missed.len() as u64;
+        for (position, done) in answered.into_iter().enumerate() {
+            if !done {
+                let message = format!("scorer {} returned no result for record {}", self.inner.info().source, records[missed[position]].id);
+                deliver(missed[position], Err(ScoreError::Failed(message)));
+            }
+        }
     }
 
     /// Releases the inner scorer (its model); the cache stays open.
@@ -160,28 +155,16 @@ impl<S: Scorer> Scorer for CachedScorer<S> {
     }
 }
 
-impl<S: Scorer> CachedScorer<S> {
-    /// Commits one record's new scores (its own transaction) and passes the
-    /// result on; a record whose scores cannot be stored gets the cache's
-    /// error instead. Errors and scores with fewer or more log-probabilities
-    /// than spans pass through uncached.
-    fn keep(&self, model: &str, key: &RecordKey, result: Result<TokenLogprobs, ScoreError>) -> Result<TokenLogprobs, ScoreError> {
-        match result {
-            Ok(scores) if scores.spans.len() == scores.logprobs.len() => match self.cache.put(model, key, &scores) {
-                Ok(()) => Ok(scores),
-                Err(error) => Err(error.into()),
-            },
-            other => other,
-        }
+/// Commits one record's new scores (its own transaction) and passes the
+/// result on; a record whose scores cannot be stored gets the cache's error
+/// instead. Errors and scores with fewer or more log-probabilities than spans
+/// pass through uncached.
+fn keep(cache: &ScoreCache, model: &str, key: &RecordKey, result: Result<TokenLogprobs, ScoreError>) -> Result<TokenLogprobs, ScoreError> {
+    match result {
+        Ok(scores) if scores.spans.len() == scores.logprobs.len() => match cache.put(model, key, &scores) {
+            Ok(()) => Ok(scores),
+            Err(error) => Err(error.into()),
+        },
+        other => other,
     }
-}
-
-/// Whether the scorer gains from being given several records at once:
-/// inference-server scorers (`kind` `server`) keep several requests in
-/// flight, and their answers come back together when the batch returns.
-/// Every other scorer scores one record after another, so it is given one
-/// record at a time and each record's scores are committed as soon as they
-/// exist.
-fn scores_records_together(info: &ModelInfo) -> bool {
-    info.kind == "server"
 }

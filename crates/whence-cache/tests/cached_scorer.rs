@@ -69,9 +69,21 @@ impl Scorer for Counting {
         self.compute(record)
     }
 
-    fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
+    /// A server scorer (kind `server`) takes the batch in one call, as its
+    /// requests run concurrently, and delivers the answers out of order (last
+    /// first); any other scores one record after another.
+    fn score_each(&mut self, records: &[&Record], deliver: &mut dyn FnMut(usize, Result<TokenLogprobs, ScoreError>)) {
+        if self.info.kind != "server" {
+            for (index, record) in records.iter().enumerate() {
+                let result = self.score(record);
+                deliver(index, result);
+            }
+            return;
+        }
         self.calls.lock().unwrap().push(records.iter().map(|record| record.id.clone()).collect());
-        records.iter().map(|record| self.compute(record)).collect()
+        for (index, record) in records.iter().enumerate().rev() {
+            deliver(index, self.compute(record));
+        }
     }
 
     fn release(&mut self) {

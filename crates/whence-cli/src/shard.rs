@@ -176,11 +176,9 @@ pub fn score_all(
     let mut lines = Vec::with_capacity(records.len());
     let mut failures = Vec::new();
     for chunk in records.chunks(64) {
-        let mut tokens = 0;
-        for (record, result) in chunk.iter().zip(scorer.score_batch(chunk)) {
+        for (record, result) in chunk.iter().zip(whence_pipeline::score_with_progress(scorer, chunk, progress)) {
             match result {
                 Ok(scores) => {
-                    tokens += scores.spans.len() as u64;
                     lines.push(score_line(&record.id, &scores)?);
                 }
                 Err(error) if skip_invalid && error.is_record_specific() => {
@@ -190,7 +188,6 @@ pub fn score_all(
                 Err(error) => return Err(error).with_context(|| format!("{role} scorer, scoring {}", record.source)),
             }
         }
-        progress.advance(chunk.len() as u64, tokens);
     }
     scorer.release();
     progress.finish();

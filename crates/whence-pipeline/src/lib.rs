@@ -20,6 +20,7 @@ pub mod trace;
 
 pub use error::PipelineError;
 pub use progress::{NoProgress, Progress};
+pub use scoring::score_with_progress;
 
 use serde::Serialize;
 use whence_core::Threshold;

@@ -6,8 +6,30 @@ use whence_score::{ScoreError, Scorer};
 
 use crate::{PipelineError, Progress};
 
-/// Records are handed to scorers in batches of this many.
+/// Records are handed to scorers in batches of this many (a server scorer
+/// keeps up to `--max-in-flight` of a batch's requests going; a record that
+/// fails the run ends it at the end of its batch).
 const BATCH: usize = 64;
+
+/// Scores `records` with [`Scorer::score_each`], advancing `progress` as
+/// each record's result arrives; the results in input order.
+pub fn score_with_progress(
+    scorer: &mut dyn Scorer,
+    records: &[&Record],
+    progress: &dyn Progress,
+) -> Vec<Result<whence_score::TokenLogprobs, ScoreError>> {
+    let mut results: Vec<Option<Result<whence_score::TokenLogprobs, ScoreError>>> = (0..records.len()).map(|_| None).collect();
+    scorer.score_each(records, &mut |index, result| {
+        progress.advance(1, result.as_ref().map_or(0, |scores| scores.spans.len() as u64));
+        if let Some(slot) = results.get_mut(index) {
+            *slot = Some(result);
+        }
+    });
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|| Err(ScoreError::Failed("the scorer returned no result for a record".into()))))
+        .collect()
+}
 
 /// One model's result for one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,12 +84,10 @@ impl Corpus {
         progress.start(role, active.len() as u64);
         for chunk in active.chunks(BATCH) {
             let batch: Vec<&Record> = chunk.iter().map(|&i| &self.records[i]).collect();
-            let outcomes = scorer.score_batch(&batch);
-            let mut tokens = 0u64;
+            let outcomes = score_with_progress(scorer, &batch, progress);
             for (&index, outcome) in chunk.iter().zip(outcomes) {
                 match outcome {
                     Ok(token_logprobs) => {
-                        tokens += token_logprobs.spans.len() as u64;
                         let response = AlignedResponse::new(&self.records[index].response, &self.actions[index]);
                         let scores = response.score(&token_logprobs.spans, &token_logprobs.logprobs);
                         results[index] = Some(Scored { scores, mean_logprob: token_logprobs.mean_logprob() });
@@ -75,7 +95,6 @@ impl Corpus {
                     Err(error) => self.reject(index, role, error, skip_invalid)?,
                 }
             }
-            progress.advance(chunk.len() as u64, tokens);
         }
         scorer.release();
         progress.finish();

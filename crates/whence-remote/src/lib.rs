@@ -415,14 +415,10 @@ impl Scorer for ServerScorer {
         self.score_one(record)
     }
 
-    /// Up to `max_in_flight` requests at once; results in input order.
-    fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
-        let mut results: Vec<Option<Result<TokenLogprobs, ScoreError>>> = (0..records.len()).map(|_| None).collect();
-        self.score_each(records, |index, result| results[index] = Some(result));
-        results
-            .into_iter()
-            .map(|result| result.unwrap_or_else(|| Err(ScoreError::Failed("a scoring thread stopped without a result".into()))))
-            .collect()
+    /// Up to `max_in_flight` requests at once; each answer is delivered as
+    /// it arrives.
+    fn score_each(&mut self, records: &[&Record], deliver: &mut dyn FnMut(usize, Result<TokenLogprobs, ScoreError>)) {
+        ServerScorer::score_each(self, records, deliver)
     }
 }
 

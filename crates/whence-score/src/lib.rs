@@ -111,10 +111,26 @@ pub trait Scorer {
     /// The token log-probabilities of `record.response` given `record.prompt`.
     fn score(&mut self, record: &Record) -> Result<TokenLogprobs, ScoreError>;
 
-    /// Scores several records; backends that batch or run requests
-    /// concurrently override this. Results come back in input order.
+    /// Scores several records, handing each record's result to `deliver`
+    /// (with its index in `records`) as soon as it exists, so that a caller
+    /// can keep it (the score cache commits it) before the rest are done.
+    /// Backends that batch or run requests concurrently override this; they
+    /// may deliver out of order. The default scores one record after another.
+    fn score_each(&mut self, records: &[&Record], deliver: &mut dyn FnMut(usize, Result<TokenLogprobs, ScoreError>)) {
+        for (index, record) in records.iter().enumerate() {
+            let result = self.score(record);
+            deliver(index, result);
+        }
+    }
+
+    /// Scores several records; results come back in input order.
     fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
-        records.iter().map(|record| self.score(record)).collect()
+        let mut results: Vec<Option<Result<TokenLogprobs, ScoreError>>> = (0..records.len()).map(|_| None).collect();
+        self.score_each(records, &mut |index, result| results[index] = Some(result));
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Err(ScoreError::Failed("the scorer returned no result for a record".into()))))
+            .collect()
     }
 
     /// Called when a run is done with this scorer, so that a model-backed
@@ -131,6 +147,10 @@ impl<S: Scorer + ?Sized> Scorer for Box<S> {
 
     fn score(&mut self, record: &Record) -> Result<TokenLogprobs, ScoreError> {
         (**self).score(record)
+    }
+
+    fn score_each(&mut self, records: &[&Record], deliver: &mut dyn FnMut(usize, Result<TokenLogprobs, ScoreError>)) {
+        (**self).score_each(records, deliver)
     }
 
     fn score_batch(&mut self, records: &[&Record]) -> Vec<Result<TokenLogprobs, ScoreError>> {
