@@ -24,6 +24,7 @@ fn is_input_error(error: &anyhow::Error) -> bool {
             || cause.is::<InputError>()
             || cause.downcast_ref::<PipelineError>().is_some_and(PipelineError::is_input_error)
             || cause.downcast_ref::<ScoreError>().is_some_and(ScoreError::is_input_error)
+            || cause.downcast_ref::<whence_cache::CacheError>().is_some_and(whence_cache::CacheError::is_unusable_file)
             || cause.downcast_ref::<whence_generate::GenerateError>().is_some_and(whence_generate::GenerateError::is_input_error)
     })
 }

@@ -354,7 +354,8 @@ fn wrong_ids_from_a_server_are_an_error_naming_the_record() {
     let scratch = Scratch::new("wrong-ids");
     let input = records(&scratch, 4);
     let teacher = Served::start("tiny-qwen3", 0);
-    let proxy = Proxy::start(teacher.port, |n| if n == 2 { Fault::WrongId } else { Fault::Pass });
+    // Request 1 is the start-up probe.
+    let proxy = Proxy::start(teacher.port, |n| if n == 3 { Fault::WrongId } else { Fault::Pass });
     let output = trace_with_teacher(&scratch.0, &input, "out", proxy.url(), &["--max-in-flight", "1"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let message = stderr(&output);
@@ -368,13 +369,13 @@ fn a_refused_record_fails_with_the_servers_message_or_is_skipped() {
     let scratch = Scratch::new("refused");
     let input = records(&scratch, 4);
     let teacher = Served::start("tiny-qwen3", 0);
-    let proxy = Proxy::start(teacher.port, |n| if n == 3 { Fault::Refuse400 } else { Fault::Pass });
+    let proxy = Proxy::start(teacher.port, |n| if n == 4 { Fault::Refuse400 } else { Fault::Pass });
     let output = trace_with_teacher(&scratch.0, &input, "out", proxy.url(), &["--max-in-flight", "1"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("injected refusal: prompt too long"), "{}", stderr(&output));
-    assert_eq!(proxy.seen.load(Ordering::SeqCst), 4, "a 4xx is not retried");
+    assert_eq!(proxy.seen.load(Ordering::SeqCst), 5, "a 4xx is not retried (the probe and four records)");
 
-    let proxy = Proxy::start(teacher.port, |n| if n == 3 { Fault::Refuse400 } else { Fault::Pass });
+    let proxy = Proxy::start(teacher.port, |n| if n == 4 { Fault::Refuse400 } else { Fault::Pass });
     let output = trace_with_teacher(&scratch.0, &input, "skipping", proxy.url(), &["--max-in-flight", "1", "--skip-invalid"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let summary = read_json(&scratch.join("skipping/summary.json"));
@@ -416,9 +417,10 @@ fn a_killed_server_is_waited_for_or_the_run_resumes_from_the_cache() {
     assert_same_outputs(&expected, &scratch.join("second"));
     let rescored = teacher.completions.load(Ordering::SeqCst);
     // Each record answered before the kill was cached (the last answer may
-    // have been logged but not received).
+    // have been logged but not received); each run's count includes its
+    // start-up probe.
     assert!(
-        (10 - answered..=10 - answered + 1).contains(&rescored),
+        (10 - answered + 2..=10 - answered + 3).contains(&rescored),
         "the first run got {answered} answers; the rerun asked the server for {rescored} of 10 records"
     );
     drop(teacher);
