@@ -275,16 +275,7 @@ impl<'a> Reader<'a> {
     fn read_parquet(&mut self) -> Result<OriginalRows, InputError> {
         let format_error = |message: String| InputError::Format { path: self.display.clone(), message };
         let file = File::open(self.path).map_err(|e| self.io_error(e))?;
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format_error(format!("not a readable Parquet file: {e}")))?;
-        let schema = builder.schema().clone();
-        let batches: Vec<RecordBatch> = builder
-            .build()
-            .map_err(|e| format_error(format!("not a readable Parquet file: {e}")))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| format_error(format!("cannot decode Parquet data: {e}")))?;
-        let batch = arrow_select::concat::concat_batches(&schema, &batches)
-            .map_err(|e| format_error(format!("cannot decode Parquet data: {e}")))?;
+        let batch = read_parquet_file(file).map_err(format_error)?;
         let objects = batch_to_json_objects(&batch).map_err(|e| format_error(format!("cannot convert rows to JSON: {e}")))?;
         let mut rows = Vec::new();
         for (row, object) in objects.into_iter().enumerate() {
@@ -650,6 +641,50 @@ mod tests {
         assert_eq!(ids.iter().collect::<Vec<_>>(), vec![Some("a"), Some("c")]);
         let extra = kept[0].column(4).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(extra.iter().collect::<Vec<_>>(), vec![Some("x"), Some("z")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Reads a whole Parquet file into one batch. The parquet crate asserts on
+/// some malformed metadata (e.g. "column start and length should not be
+/// negative", found by the `records_parquet` fuzz target), so a panic while
+/// decoding is caught and becomes an error, never a crash.
+fn read_parquet_file(file: File) -> Result<RecordBatch, String> {
+    let decode = move || -> Result<RecordBatch, String> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format!("not a readable Parquet file: {e}"))?;
+        let schema = builder.schema().clone();
+        let batches: Vec<RecordBatch> = builder
+            .build()
+            .map_err(|e| format!("not a readable Parquet file: {e}"))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cannot decode Parquet data: {e}"))?;
+        arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| format!("cannot decode Parquet data: {e}"))
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the Parquet decoder failed".into());
+        Err(format!("not a readable Parquet file (malformed metadata: {reason})"))
+    })
+}
+
+#[cfg(test)]
+mod parquet_regressions {
+    /// Found by the `records_parquet` fuzz target: metadata with a negative
+    /// column start made the parquet crate panic; now an input error.
+    #[test]
+    fn a_parquet_file_with_negative_column_offsets_is_an_error_not_a_panic() {
+        let crash = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/records_parquet/regression-negative-column-start");
+        let bytes = std::fs::read(&crash).unwrap();
+        // The fuzz input is a flags byte, then the file.
+        let dir = std::env::temp_dir().join(format!("whence-io-parquet-regression-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.parquet");
+        std::fs::write(&path, &bytes[1..]).unwrap();
+        let error = super::read_parquet_file(std::fs::File::open(&path).unwrap()).unwrap_err();
+        assert!(error.contains("not a readable Parquet file"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
