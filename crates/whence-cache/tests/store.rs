@@ -142,10 +142,7 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     assert!(matches!(error, CacheError::Corrupt { .. }), "{error:?}");
     assert_eq!(
         error.to_string(),
-        format!(
-            "score cache `{}` is corrupt or not an SQLite database (file is not a database)\nhint: {START_OVER}",
-            path.display()
-        )
+        format!("score cache `{}` is corrupt or not an SQLite database (file is not a database)\nhint: {START_OVER}", path.display())
     );
 }
 

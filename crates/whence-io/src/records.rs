@@ -676,7 +676,8 @@ mod parquet_regressions {
     /// column start made the parquet crate panic; now an input error.
     #[test]
     fn a_parquet_file_with_negative_column_offsets_is_an_error_not_a_panic() {
-        let crash = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/records_parquet/regression-negative-column-start");
+        let crash =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/records_parquet/regression-negative-column-start");
         let bytes = std::fs::read(&crash).unwrap();
         // The fuzz input is a flags byte, then the file.
         let dir = std::env::temp_dir().join(format!("whence-io-parquet-regression-{}", std::process::id()));

@@ -104,11 +104,7 @@ impl Drop for InFlight<'_> {
 
 /// Serves on `listener` until SIGTERM or SIGINT, then drains.
 pub fn serve(listener: std::net::TcpListener, limits: HttpLimits, handler: Handler) -> std::io::Result<Stopped> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("whence-serve-io")
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("whence-serve-io").enable_all().build()?;
     runtime.block_on(async move {
         let signals = Signals::new()?;
         listener.set_nonblocking(true)?;
@@ -284,8 +280,7 @@ async fn answer(shared: &Shared, request: Request<Incoming>, peer: SocketAddr) -
     })
     .await;
     // A panic in one request must not stop the server.
-    let answer =
-        answered.unwrap_or_else(|_| crate::api::error(500, "internal error while handling the request (see the server's log)"));
+    let answer = answered.unwrap_or_else(|_| crate::api::error(500, "internal error while handling the request (see the server's log)"));
     tracing::info!("{method} {path} → {} ({:.0} ms)", answer.status, started.elapsed().as_secs_f64() * 1e3);
     response(answer, false)
 }

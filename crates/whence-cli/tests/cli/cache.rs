@@ -174,7 +174,13 @@ fn a_cache_of_another_schema_version_is_a_usage_error_saying_how_to_go_on() {
     let at: Vec<usize> = bytes.windows(row.len()).enumerate().filter(|(_, w)| w == row).map(|(i, _)| i).collect();
     assert_eq!(at.len(), 1, "the version row is stored once");
     bytes[at[0] + row.len() - 1] = b'7';
-    refused(&scratch, "version", &bytes, "has schema version `7` and this whence reads version 1", &["--cache PATH", "delete it to start over"]);
+    refused(
+        &scratch,
+        "version",
+        &bytes,
+        "has schema version `7` and this whence reads version 1",
+        &["--cache PATH", "delete it to start over"],
+    );
 }
 
 fn trace_args(input: &Path, out: &Path, cache: &Path) -> Vec<String> {

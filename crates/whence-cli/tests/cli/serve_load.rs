@@ -58,7 +58,9 @@ fn a_thousand_slow_connections_do_not_starve_normal_requests_and_are_closed_by_t
     let mut kept_alive = Vec::new();
     for _ in 0..20 {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.write_all(format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{SCORE}", SCORE.len()).as_bytes()).unwrap();
+        stream
+            .write_all(format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{SCORE}", SCORE.len()).as_bytes())
+            .unwrap();
         let mut status = [0u8; 12];
         stream.read_exact(&mut status).unwrap();
         assert_eq!(&status[9..12], b"200");
@@ -76,7 +78,9 @@ fn a_thousand_slow_connections_do_not_starve_normal_requests_and_are_closed_by_t
                 half_head.push(stream);
             }
             _ => {
-                stream.write_all(format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", SCORE.len()).as_bytes()).unwrap();
+                stream
+                    .write_all(format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", SCORE.len()).as_bytes())
+                    .unwrap();
                 trickled.push(stream);
             }
         }
@@ -139,7 +143,8 @@ fn sigterm_finishes_the_requests_in_flight_answers_new_ones_503_and_exits_0() {
     let port = served.port;
     // A keep-alive connection left idle must not hold the shutdown up.
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    idle.write_all(format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{SCORE}", SCORE.len()).as_bytes()).unwrap();
+    idle.write_all(format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{SCORE}", SCORE.len()).as_bytes())
+        .unwrap();
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).unwrap();
     assert_eq!(&first[9..12], b"200");
@@ -147,7 +152,10 @@ fn sigterm_finishes_the_requests_in_flight_answers_new_ones_503_and_exits_0() {
     let mut in_flight = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (head, rest) = SCORE.split_at(SCORE.len() / 2);
     in_flight
-        .write_all(format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{head}", SCORE.len()).as_bytes())
+        .write_all(
+            format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{head}", SCORE.len())
+                .as_bytes(),
+        )
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     served.signal("TERM");
