@@ -4,14 +4,14 @@
 //! requests (vLLM's −9999 for −∞, NaN, wrong echoed ids, 5xx, dropped
 //! connections, refusals, a short context in `/v1/models`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::server::Served;
+use crate::server::{read_message, Served};
 use crate::*;
 
 fn fixture(name: &str) -> String {
@@ -84,28 +84,6 @@ struct Proxy {
     completions: Arc<AtomicUsize>,
     /// Completion requests received, by ordinal.
     by_ordinal: Arc<Mutex<Vec<usize>>>,
-}
-
-fn read_message(stream: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if stream.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let done = line == "\r\n";
-        head.push_str(&line);
-        if done {
-            break;
-        }
-    }
-    let length = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).ok()?;
-    Some((head, body))
 }
 
 fn http_answer(status: u16, body: &[u8]) -> Vec<u8> {

@@ -224,7 +224,8 @@ struct Proxy {
     seen: Arc<AtomicUsize>,
 }
 
-fn read_message(stream: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+/// Reads one HTTP message (head and `Content-Length` body) off a stream.
+pub(crate) fn read_message(stream: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
     let mut head = String::new();
     loop {
         let mut line = String::new();
