@@ -28,3 +28,28 @@ pub fn split_nul(data: &[u8], parts: usize) -> Vec<&[u8]> {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// The record reader on one input file of type `extension` (`jsonl`,
+/// `parquet`): the first byte of `data` chooses the read options, the rest
+/// is the file. Every accepted record must have a response (unless reading
+/// questions); all are written back with `write_subset` and read again.
+pub fn read_records_and_write_back(data: &[u8], extension: &str) {
+    use whence_io::{read_records, ReadOptions};
+    let Some((&flags, content)) = data.split_first() else { return };
+    let options = ReadOptions {
+        skip_invalid: flags & 1 != 0,
+        prompt_optional: flags & 2 != 0,
+        questions: flags & 4 != 0,
+        ..ReadOptions::default()
+    };
+    let path = scratch(&format!("input.{extension}"));
+    std::fs::write(&path, content).unwrap();
+    let Ok(set) = read_records(&path, &options) else { return };
+    for record in &set.records {
+        assert!(options.questions || !record.response.trim().is_empty(), "a record with a blank response was accepted: {record:?}");
+    }
+    let all: Vec<usize> = (0..set.records.len()).collect();
+    let copy = scratch(&format!("subset.{extension}"));
+    set.write_subset(&all, &copy).unwrap();
+    let _ = read_records(&copy, &ReadOptions { skip_invalid: true, ..options });
+}
