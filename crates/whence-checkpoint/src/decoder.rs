@@ -17,7 +17,10 @@
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use half::bf16;
 use rayon::prelude::*;
+
+use crate::bf16::{Bf16Kernel, Bf16Rows, PackedBf16};
 
 use crate::config::Config;
 
@@ -100,25 +103,121 @@ type Result<T> = candle_core::Result<T>;
 
 pub(crate) struct Attention {
     /// q, k and v projections fused into one (rows: q, then k, then v).
-    qkv: Linear,
-    pub(crate) o: Linear,
+    qkv: Projection,
+    pub(crate) o: Projection,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     pub(crate) heads: usize,
     pub(crate) kv_heads: usize,
     pub(crate) head_dim: usize,
     pub(crate) window: Option<usize>,
+    ops: Ops,
 }
 
 pub(crate) struct Mlp {
     /// gate and up projections fused into one (rows: gate, then up).
-    gate_up: Linear,
+    gate_up: Projection,
     pub(crate) intermediate: usize,
-    down: Linear,
+    down: Projection,
+    ops: Ops,
 }
 
-/// `layer.forward(x)`, with [`crate::linear::linear`] for f32 on the CPU.
-pub(crate) fn forward_linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+/// Which implementation runs the decoder's heavy operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ops {
+    /// whence's own CPU kernels (linear layers, fused attention, bf16
+    /// products, tiled output head); the default on the CPU.
+    Fused,
+    /// candle's device-generic ops, which CUDA and Metal run; on the CPU only
+    /// so that tests run that path too (a GPU must not be the first place it executes).
+    Generic,
+}
+
+impl Ops {
+    /// [`Ops::Fused`] on the CPU, [`Ops::Generic`] elsewhere.
+    pub fn for_device(device: &Device) -> Ops {
+        if device.is_cpu() {
+            Ops::Fused
+        } else {
+            Ops::Generic
+        }
+    }
+}
+
+/// A linear layer `y = x·wᵀ (+ b)` in the form its path computes it.
+pub(crate) enum Projection {
+    /// candle's `Linear` forward (generic ops, or a dtype without a CPU kernel).
+    Candle(Linear),
+    /// f32 weights for [`crate::linear::linear`].
+    F32(Linear),
+    /// bf16 weights for [`crate::bf16::linear`], bias in f32.
+    Bf16 { weight: PackedBf16, bias: Option<Vec<f32>> },
+}
+
+/// How the layers' weights are held, from the ops and the dtype.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    Candle,
+    F32,
+    Bf16(Bf16Kernel),
+}
+
+impl Storage {
+    fn of(ops: Ops, dtype: DType) -> Storage {
+        match (ops, dtype) {
+            (Ops::Fused, DType::F32) => Storage::F32,
+            (Ops::Fused, DType::BF16) => Storage::Bf16(Bf16Kernel::detected()),
+            _ => Storage::Candle,
+        }
+    }
+
+    /// The dtype of the activations between layers: f32 for whence's bf16
+    /// kernels (bf16 weights, f32 everything else), else the weights' dtype.
+    fn activation(self, dtype: DType) -> DType {
+        match self {
+            Storage::Bf16(_) => DType::F32,
+            _ => dtype,
+        }
+    }
+}
+
+/// A contiguous bf16 tensor's values.
+fn bf16_values(tensor: &Tensor) -> Result<Vec<bf16>> {
+    tensor.flatten_all()?.to_dtype(DType::BF16)?.to_vec1::<bf16>()
+}
+
+impl Projection {
+    /// One projection whose outputs are those of `parts` one after another
+    /// (so that one GEMM does the work of several).
+    fn fused(parts: Vec<Linear>, storage: Storage) -> Result<Projection> {
+        let linear = if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { fuse(&parts)? };
+        Ok(match storage {
+            Storage::Candle => Projection::Candle(linear),
+            Storage::F32 => Projection::F32(linear),
+            Storage::Bf16(kernel) => {
+                let (outputs, inputs) = linear.weight().dims2()?;
+                let values = bf16_values(linear.weight())?;
+                let weight = PackedBf16::new(values, outputs, inputs, kernel).map_err(candle_core::Error::wrap)?;
+                let bias = linear.bias().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
+                Projection::Bf16 { weight, bias }
+            }
+        })
+    }
+}
+
+/// `x·wᵀ (+ b)` of a projection, `x` `[rows, inputs]`.
+pub(crate) fn forward_linear(projection: &Projection, x: &Tensor) -> Result<Tensor> {
+    let layer = match projection {
+        Projection::Candle(layer) => return layer.forward(x),
+        Projection::Bf16 { weight, bias } => {
+            let rows = x.dim(0)?;
+            let x = x.to_dtype(DType::F32)?.contiguous()?;
+            let mut out = vec![0f32; rows * weight.outputs()];
+            crate::bf16::linear(cpu_f32(&x)?.values(), weight, bias.as_deref(), rows, &mut out).map_err(candle_core::Error::wrap)?;
+            return Tensor::from_vec(out, (rows, weight.outputs()), x.device());
+        }
+        Projection::F32(layer) => layer,
+    };
     let w = layer.weight();
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     if !(f32_cpu(x) && f32_cpu(w) && layer.bias().is_none_or(f32_cpu) && x.rank() == 2) {
@@ -160,32 +259,50 @@ pub(crate) struct Layer {
 
 /// A loaded model, ready to score token sequences.
 pub struct Decoder {
-    pub(crate) embed: Embedding,
+    embed: Embed,
     pub(crate) layers: Vec<Layer>,
     pub(crate) norm: RmsNorm,
-    pub(crate) head: Tensor,
+    pub(crate) head: Head,
     inverse_frequencies: Vec<f64>,
     dtype: DType,
+    /// The dtype of the hidden states (f32 with whence's bf16 kernels).
+    activation: DType,
+    ops: Ops,
     device: Device,
     pub(crate) vocab_size: usize,
 }
 
+/// The token embeddings.
+enum Embed {
+    Table(Embedding),
+    /// Rows of the bf16 output head it is tied to (held once).
+    TiedHead,
+}
+
+/// The output head's weight, `[vocabulary, hidden]`.
+pub(crate) enum Head {
+    Tensor(Tensor),
+    Bf16(PackedBf16),
+}
+
 impl Attention {
-    fn load(config: &Config, layer: usize, vb: VarBuilder) -> Result<Self> {
+    fn load(config: &Config, layer: usize, vb: VarBuilder, ops: Ops, storage: Storage) -> Result<Self> {
         let (h, nh, nkv, hd) = (config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.head_dim);
-        let norm = |name: &str| candle_nn::rms_norm(hd, config.rms_norm_eps, vb.pp(name));
+        let norms = vb.to_dtype(storage.activation(vb.dtype()));
+        let norm = |name: &str| candle_nn::rms_norm(hd, config.rms_norm_eps, norms.pp(name));
         let q = candle_nn::linear_b(h, nh * hd, config.qkv_bias, vb.pp("q_proj"))?;
         let k = candle_nn::linear_b(h, nkv * hd, config.qkv_bias, vb.pp("k_proj"))?;
         let v = candle_nn::linear_b(h, nkv * hd, config.qkv_bias, vb.pp("v_proj"))?;
         Ok(Attention {
-            qkv: fuse(&[q, k, v])?,
-            o: candle_nn::linear_b(nh * hd, h, config.o_bias, vb.pp("o_proj"))?,
+            qkv: Projection::fused(vec![q, k, v], storage)?,
+            o: Projection::fused(vec![candle_nn::linear_b(nh * hd, h, config.o_bias, vb.pp("o_proj"))?], storage)?,
             q_norm: if config.qk_norm { Some(norm("q_norm")?) } else { None },
             k_norm: if config.qk_norm { Some(norm("k_norm")?) } else { None },
             heads: nh,
             kv_heads: nkv,
             head_dim: hd,
             window: config.sliding_window[layer],
+            ops,
         })
     }
 
@@ -227,7 +344,7 @@ impl Attention {
         if let Some(keep) = keep {
             *keep = Some((k.clone(), v.clone()));
         }
-        if x.device().is_cpu() {
+        if self.ops == Ops::Fused {
             let out = self.fused(&q, &k, &v, t, scale as f32)?.to_dtype(x.dtype())?;
             return forward_linear(&self.o, &out);
         }
@@ -255,7 +372,7 @@ impl Attention {
             start = end;
         }
         let out = Tensor::cat(&outputs, 1)?.transpose(0, 1)?.reshape((t, self.heads * self.head_dim))?;
-        self.o.forward(&out)
+        forward_linear(&self.o, &out)
     }
 
     /// CPU attention with [`crate::attention::causal_attention`]: `q` is
@@ -298,16 +415,22 @@ impl Attention {
 }
 
 impl Mlp {
-    fn load(config: &Config, vb: VarBuilder) -> Result<Self> {
+    fn load(config: &Config, vb: VarBuilder, ops: Ops, storage: Storage) -> Result<Self> {
         let (h, i) = (config.hidden_size, config.intermediate_size);
         let gate = candle_nn::linear_b(h, i, config.mlp_bias, vb.pp("gate_proj"))?;
         let up = candle_nn::linear_b(h, i, config.mlp_bias, vb.pp("up_proj"))?;
-        Ok(Mlp { gate_up: fuse(&[gate, up])?, intermediate: i, down: candle_nn::linear_b(i, h, config.mlp_bias, vb.pp("down_proj"))? })
+        let down = candle_nn::linear_b(i, h, config.mlp_bias, vb.pp("down_proj"))?;
+        Ok(Mlp {
+            gate_up: Projection::fused(vec![gate, up], storage)?,
+            intermediate: i,
+            down: Projection::fused(vec![down], storage)?,
+            ops,
+        })
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate_up = forward_linear(&self.gate_up, x)?;
-        if gate_up.device().is_cpu() && gate_up.dtype() == DType::F32 {
+        if self.ops == Ops::Fused && gate_up.dtype() == DType::F32 {
             // silu(gate)·up in one pass over each row, into a contiguous tensor.
             let rows = gate_up.dim(0)?;
             let mut gated = vec![0f32; rows * self.intermediate];
@@ -317,7 +440,7 @@ impl Mlp {
         let gate = gate_up.narrow(1, 0, self.intermediate)?;
         let up = gate_up.narrow(1, self.intermediate, self.intermediate)?;
         let gated = (candle_nn::ops::silu(&gate)? * up)?;
-        self.down.forward(&gated)
+        forward_linear(&self.down, &gated)
     }
 }
 
@@ -350,25 +473,59 @@ impl Layer {
 }
 
 impl Decoder {
-    /// Builds the decoder from weights under `vb` (HF names: `model.…`, `lm_head.weight`).
+    /// Builds the decoder from weights under `vb` (HF names: `model.…`,
+    /// `lm_head.weight`), with whence's kernels on the CPU and candle's ops elsewhere.
     pub fn load(config: &Config, vb: VarBuilder) -> Result<Self> {
+        let ops = Ops::for_device(vb.device());
+        Decoder::load_with(config, vb, ops)
+    }
+
+    /// [`Decoder::load`] with the ops chosen ([`Ops::Fused`] needs the CPU).
+    ///
+    /// With [`Ops::Fused`] and bf16, the linear layers' weights, the
+    /// embeddings and the head stay in bf16 (products with f32 accumulation,
+    /// [`crate::bf16`]) and everything else (norms, RoPE, attention, the
+    /// residual stream, the log-sum-exp of the head) runs in f32.
+    pub fn load_with(config: &Config, vb: VarBuilder, ops: Ops) -> Result<Self> {
+        if ops == Ops::Fused && !vb.device().is_cpu() {
+            candle_core::bail!("whence's fused kernels run on the CPU only; use Ops::Generic on {:?}", vb.device().location());
+        }
+        let storage = Storage::of(ops, vb.dtype());
+        let activation = storage.activation(vb.dtype());
+        let norms = vb.to_dtype(activation);
         let model = vb.pp("model");
-        let embed = candle_nn::embedding(config.vocab_size, config.hidden_size, model.pp("embed_tokens"))?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let layer = model.pp(format!("layers.{i}"));
+            let norm_of =
+                |name: &str| candle_nn::rms_norm(config.hidden_size, config.rms_norm_eps, norms.pp(format!("model.layers.{i}.{name}")));
             layers.push(Layer {
-                input_norm: candle_nn::rms_norm(config.hidden_size, config.rms_norm_eps, layer.pp("input_layernorm"))?,
-                attention: Attention::load(config, i, layer.pp("self_attn"))?,
-                post_attention_norm: candle_nn::rms_norm(config.hidden_size, config.rms_norm_eps, layer.pp("post_attention_layernorm"))?,
-                mlp: Mlp::load(config, layer.pp("mlp"))?,
+                input_norm: norm_of("input_layernorm")?,
+                attention: Attention::load(config, i, layer.pp("self_attn"), ops, storage)?,
+                post_attention_norm: norm_of("post_attention_layernorm")?,
+                mlp: Mlp::load(config, layer.pp("mlp"), ops, storage)?,
             });
         }
-        let norm = candle_nn::rms_norm(config.hidden_size, config.rms_norm_eps, model.pp("norm"))?;
-        let head = if config.tie_word_embeddings && !vb.contains_tensor("lm_head.weight") {
-            embed.embeddings().clone()
-        } else {
-            vb.pp("lm_head").get((config.vocab_size, config.hidden_size), "weight")?
+        let norm = candle_nn::rms_norm(config.hidden_size, config.rms_norm_eps, norms.pp("model.norm"))?;
+        let tied = config.tie_word_embeddings && !vb.contains_tensor("lm_head.weight");
+        let embeddings = model.pp("embed_tokens").get((config.vocab_size, config.hidden_size), "weight")?;
+        let (embed, head) = match storage {
+            Storage::Bf16(kernel) => {
+                let pack = |t: &Tensor| -> Result<PackedBf16> {
+                    PackedBf16::new(bf16_values(t)?, config.vocab_size, config.hidden_size, kernel).map_err(candle_core::Error::wrap)
+                };
+                if tied {
+                    (Embed::TiedHead, Head::Bf16(pack(&embeddings)?))
+                } else {
+                    let head = vb.pp("lm_head").get((config.vocab_size, config.hidden_size), "weight")?;
+                    (Embed::Table(Embedding::new(embeddings, config.hidden_size)), Head::Bf16(pack(&head)?))
+                }
+            }
+            _ => {
+                let head =
+                    if tied { embeddings.clone() } else { vb.pp("lm_head").get((config.vocab_size, config.hidden_size), "weight")? };
+                (Embed::Table(Embedding::new(embeddings, config.hidden_size)), Head::Tensor(head))
+            }
         };
         Ok(Decoder {
             embed,
@@ -377,9 +534,62 @@ impl Decoder {
             head,
             inverse_frequencies: config.inverse_frequencies(),
             dtype: vb.dtype(),
+            activation,
+            ops,
             device: vb.device().clone(),
             vocab_size: config.vocab_size,
         })
+    }
+
+    /// Which implementation runs the heavy operations.
+    pub fn ops(&self) -> Ops {
+        self.ops
+    }
+
+    /// The dtype of the hidden states between layers (f32 with whence's
+    /// bf16 kernels; else the weights' dtype).
+    pub fn activation_dtype(&self) -> DType {
+        self.activation
+    }
+
+    /// The embeddings of `ids`, `[ids, hidden]` in the activation dtype.
+    pub(crate) fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        match (&self.embed, &self.head) {
+            (Embed::Table(table), _) => table.forward(&Tensor::new(ids, &self.device)?)?.to_dtype(self.activation),
+            (Embed::TiedHead, Head::Bf16(head)) => {
+                let mut values = Vec::with_capacity(ids.len() * head.inputs());
+                for &id in ids {
+                    let row = head.row(id as usize).ok_or_else(|| {
+                        candle_core::Error::Msg(format!("token id {id} is outside the model's vocabulary of {}", self.vocab_size))
+                    })?;
+                    values.extend(row);
+                }
+                Tensor::from_vec(values, (ids.len(), head.inputs()), &self.device)
+            }
+            (Embed::TiedHead, Head::Tensor(_)) => unreachable!("a tied head is packed in bf16"),
+        }
+    }
+
+    /// The head's f32 logits of `hidden`'s rows, `[rows, vocabulary]`.
+    pub(crate) fn head_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        match &self.head {
+            Head::Bf16(head) => {
+                let rows = hidden.dim(0)?;
+                let x = hidden.to_dtype(DType::F32)?.contiguous()?;
+                let mut out = vec![0f32; rows * self.vocab_size];
+                crate::bf16::linear(cpu_f32(&x)?.values(), head, None, rows, &mut out).map_err(candle_core::Error::wrap)?;
+                Tensor::from_vec(out, (rows, self.vocab_size), &self.device)
+            }
+            Head::Tensor(head) if self.ops == Ops::Fused && hidden.dtype() == DType::F32 && head.dtype() == DType::F32 => {
+                let (rows, inputs) = hidden.dims2()?;
+                let (hidden, head) = (hidden.contiguous()?, head.contiguous()?);
+                let mut out = vec![0f32; rows * self.vocab_size];
+                crate::linear::linear(cpu_f32(&hidden)?.values(), cpu_f32(&head)?.values(), None, rows, inputs, self.vocab_size, &mut out)
+                    .map_err(candle_core::Error::wrap)?;
+                Tensor::from_vec(out, (rows, self.vocab_size), &self.device)
+            }
+            Head::Tensor(head) => hidden.matmul(&head.t()?)?.to_dtype(DType::F32),
+        }
     }
 
     pub fn dtype(&self) -> DType {
@@ -414,7 +624,7 @@ impl Decoder {
     /// `from..ids.len()` (`from` ≥ 1), in one teacher-forced pass.
     pub fn token_logprobs(&self, ids: &[u32], from: usize) -> Result<Vec<f32>> {
         let from = from.max(1);
-        if self.device.is_cpu() {
+        if self.ops == Ops::Fused {
             return match self.final_hidden(ids, from, false)? {
                 Some(hidden) => self.head_logprobs_cpu(&hidden, &ids[from..]),
                 None => Ok(Vec::new()),
@@ -453,7 +663,7 @@ impl Decoder {
             }
             Ok(())
         })?;
-        if self.device.is_cpu() {
+        if self.ops == Ops::Fused {
             // The actual tokens' log-probabilities by the same arithmetic as
             // token_logprobs, so that served numbers equal in-process ones.
             let targets = &ids[from..];
@@ -480,11 +690,10 @@ impl Decoder {
     fn visit_head_blocks(&self, hidden: &Tensor, visit: &mut dyn FnMut(usize, Tensor) -> Result<()>) -> Result<()> {
         let rows = hidden.dim(0)?;
         let block = (BLOCK_BYTES / (4 * self.vocab_size)).clamp(1, 1024);
-        let head_t = self.head.t()?;
         let mut start = 0;
         while start < rows {
             let len = block.min(rows - start);
-            let logits = hidden.narrow(0, start, len)?.matmul(&head_t)?.to_dtype(DType::F32)?;
+            let logits = self.head_logits(&hidden.narrow(0, start, len)?)?;
             visit(start, logits)?;
             start += len;
         }
@@ -513,8 +722,7 @@ impl Decoder {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             candle_core::bail!("token id {bad} is outside the model's vocabulary of {}", self.vocab_size);
         }
-        let input = Tensor::new(ids, &self.device)?;
-        let mut x = self.embed.forward(&input)?;
+        let mut x = self.embed(ids)?;
         let (cos, sin) = self.rope_tables(t)?;
         let intermediate = self.layers.first().map_or(1, |l| l.mlp.intermediate);
         for layer in &self.layers {
@@ -533,19 +741,29 @@ type TileStats = Vec<((f32, f64), Option<f32>)>;
 /// block of rows are independent tasks on rayon's pool (each a
 /// single-threaded product into its own buffer); the running sums are merged
 /// in tile order, so the result does not depend on the threads.
-fn head_logprobs_tiled(hidden: &Tensor, head: &Tensor, targets: &[u32], columns: usize, row_block: usize) -> Result<Vec<f32>> {
+fn head_logprobs_tiled(hidden: &Tensor, head: &Head, targets: &[u32], columns: usize, row_block: usize) -> Result<Vec<f32>> {
     let (rows, inputs) = hidden.dims2()?;
-    let vocab = head.dim(0)?;
+    let vocab = match head {
+        Head::Tensor(head) => head.dim(0)?,
+        Head::Bf16(head) => head.outputs(),
+    };
     if targets.len() != rows {
         candle_core::bail!("{rows} hidden rows for {} targets", targets.len());
     }
     if let Some(&bad) = targets.iter().find(|&&id| id as usize >= vocab) {
         candle_core::bail!("token id {bad} is outside the model's vocabulary of {vocab}");
     }
-    let (columns, row_block) = (columns.max(1), row_block.max(1));
+    let (mut columns, row_block) = (columns.max(1), row_block.max(1));
+    if matches!(head, Head::Bf16(_)) {
+        // bf16 tiles start on a panel of the packed head.
+        columns = columns.next_multiple_of(crate::bf16::PANEL);
+    }
     let tiles = vocab.div_ceil(columns);
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    let head_f32 = if f32_cpu(hidden) && f32_cpu(head) { Some(head.contiguous()?) } else { None };
+    let head_f32 = match head {
+        Head::Tensor(head) if f32_cpu(hidden) && f32_cpu(head) => Some(head.contiguous()?),
+        _ => None,
+    };
     let mut state = vec![RunningLogsumexp::default(); rows];
     for row_start in (0..rows).step_by(row_block) {
         let len = row_block.min(rows - row_start);
@@ -563,8 +781,27 @@ fn head_logprobs_tiled(hidden: &Tensor, head: &Tensor, targets: &[u32], columns:
                 })
                 .collect()
         };
-        let stats: Vec<TileStats> = match &head_f32 {
-            Some(head_f32) => {
+        let stats: Vec<TileStats> = match (&head_f32, head) {
+            (_, Head::Bf16(head)) => {
+                let block = block.to_dtype(DType::F32)?;
+                let x = Bf16Rows::new(cpu_f32(&block)?.values(), len, inputs, head.kernel()).map_err(candle_core::Error::wrap)?;
+                (0..tiles)
+                    .into_par_iter()
+                    .map_init(
+                        || (Vec::new(), crate::bf16::Scratch::default()),
+                        |(buffer, scratch): &mut (Vec<f32>, crate::bf16::Scratch), tile| {
+                            let (column, width) = (tile * columns, columns.min(vocab - tile * columns));
+                            buffer.clear();
+                            buffer.resize(len * width, 0.0);
+                            // SAFETY: `buffer` holds len × width values, owned by this task;
+                            // `column` is a multiple of the panel width and column + width ≤ vocab.
+                            unsafe { crate::bf16::product(&x, head, column, width, buffer.as_mut_ptr(), width, scratch) };
+                            stats_of(tile, buffer)
+                        },
+                    )
+                    .collect()
+            }
+            (Some(head_f32), _) => {
                 let (x, w) = (cpu_f32(&block)?, cpu_f32(head_f32)?);
                 let (x, w) = (x.values(), w.values());
                 (0..tiles)
@@ -590,7 +827,7 @@ fn head_logprobs_tiled(hidden: &Tensor, head: &Tensor, targets: &[u32], columns:
                     })
                     .collect()
             }
-            None => (0..tiles)
+            (None, Head::Tensor(head)) => (0..tiles)
                 .map(|tile| {
                     let (column, width) = (tile * columns, columns.min(vocab - tile * columns));
                     let logits = block.matmul(&head.narrow(0, column, width)?.t()?)?.to_dtype(DType::F32)?.contiguous()?;
@@ -642,7 +879,7 @@ mod tests {
         let logprobs = candle_nn::ops::log_softmax(&h.matmul(&head.t().unwrap()).unwrap(), D::Minus1).unwrap();
         let logprobs: Vec<Vec<f32>> = logprobs.to_vec2().unwrap();
         for (columns, row_block) in [(1000, 37), (128, 5), (999, 1), (7, 100), (4096, 16)] {
-            let got = super::head_logprobs_tiled(&h, &head, &targets, columns, row_block).unwrap();
+            let got = super::head_logprobs_tiled(&h, &super::Head::Tensor(head.clone()), &targets, columns, row_block).unwrap();
             for (r, (&g, &target)) in got.iter().zip(&targets).enumerate() {
                 let want = logprobs[r][target as usize];
                 assert!((g - want).abs() < 2e-5, "columns {columns} rows {row_block}, row {r}: {g} vs {want}");
@@ -650,14 +887,34 @@ mod tests {
         }
         // Other dtypes (here f64) go through candle's matmul, tile by tile.
         let (h64, head64) = (h.to_dtype(candle_core::DType::F64).unwrap(), head.to_dtype(candle_core::DType::F64).unwrap());
-        let got = super::head_logprobs_tiled(&h64, &head64, &targets, 300, 8).unwrap();
+        let got = super::head_logprobs_tiled(&h64, &super::Head::Tensor(head64), &targets, 300, 8).unwrap();
         for (r, (&g, &target)) in got.iter().zip(&targets).enumerate() {
             let want = logprobs[r][target as usize];
             assert!((g - want).abs() < 2e-5, "f64, row {r}: {g} vs {want}");
         }
-        assert!(super::head_logprobs_tiled(&h, &head, &targets[1..], 64, 8).is_err());
+        // A bf16 head (every kernel of this CPU): the log-softmax of the
+        // products of the bf16-rounded hidden states and head, in f64.
+        let head_bf16: Vec<half::bf16> =
+            head.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(half::bf16::from_f32).collect();
+        let rounded: Vec<f64> =
+            h.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(|x| f64::from(crate::bf16::round_to_bf16(x))).collect();
+        for kernel in crate::bf16::Bf16Kernel::available() {
+            let packed = crate::bf16::PackedBf16::new(head_bf16.clone(), vocab, hidden, kernel).unwrap();
+            for (columns, row_block) in [(1024, 37), (100, 5), (33, 100)] {
+                let got = super::head_logprobs_tiled(&h, &super::Head::Bf16(packed.clone()), &targets, columns, row_block).unwrap();
+                for (r, (&g, &target)) in got.iter().zip(&targets).enumerate() {
+                    let logits: Vec<f64> = (0..vocab)
+                        .map(|c| (0..hidden).map(|i| rounded[r * hidden + i] * f64::from(head_bf16[c * hidden + i].to_f32())).sum())
+                        .collect();
+                    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let want = logits[target as usize] - max - logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+                    assert!((f64::from(g) - want).abs() < 2e-5, "bf16 {kernel:?} columns {columns}, row {r}: {g} vs {want}");
+                }
+            }
+        }
+        assert!(super::head_logprobs_tiled(&h, &super::Head::Tensor(head.clone()), &targets[1..], 64, 8).is_err());
         let mut bad = targets.clone();
         bad[3] = vocab as u32;
-        assert!(super::head_logprobs_tiled(&h, &head, &bad, 64, 8).is_err());
+        assert!(super::head_logprobs_tiled(&h, &super::Head::Tensor(head.clone()), &bad, 64, 8).is_err());
     }
 }

@@ -18,7 +18,7 @@
 use candle_core::{DType, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
 
-use crate::decoder::{cpu_f32, forward_linear, Decoder, Layer};
+use crate::decoder::{forward_linear, Decoder, Layer};
 
 type Result<T> = candle_core::Result<T>;
 
@@ -95,25 +95,15 @@ impl Layer {
 
 impl Decoder {
     /// Bytes the KV cache takes per token of one continuation (keys and
-    /// values of every layer, in the compute dtype).
+    /// values of every layer, in the activation dtype).
     pub fn kv_bytes_per_token(&self) -> usize {
         let per_layer: usize = self.layers.iter().map(|l| 2 * l.attention.kv_heads * l.attention.head_dim).sum();
-        per_layer * self.dtype().size_in_bytes()
+        per_layer * self.activation_dtype().size_in_bytes()
     }
 
     /// The head's f32 logits of `hidden`'s rows, `[rows × vocabulary]` row-major.
     fn logits(&self, hidden: &Tensor) -> Result<Vec<f32>> {
-        let (rows, inputs) = hidden.dims2()?;
-        let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-        if f32_cpu(hidden) && f32_cpu(&self.head) {
-            let (hidden, head) = (hidden.contiguous()?, self.head.contiguous()?);
-            let mut out = vec![0f32; rows * self.vocab_size];
-            let (x, w) = (cpu_f32(&hidden)?, cpu_f32(&head)?);
-            crate::linear::linear(x.values(), w.values(), None, rows, inputs, self.vocab_size, &mut out)
-                .map_err(candle_core::Error::wrap)?;
-            return Ok(out);
-        }
-        hidden.matmul(&self.head.t()?)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+        self.head_logits(hidden)?.flatten_all()?.to_vec1::<f32>()
     }
 
     /// Runs the prompt once, keeping every layer's keys and values
@@ -124,7 +114,7 @@ impl Decoder {
         if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= self.vocab_size) {
             candle_core::bail!("token id {bad} is outside the model's vocabulary of {}", self.vocab_size);
         }
-        let mut x = self.embed.forward(&Tensor::new(prompt, self.device())?)?;
+        let mut x = self.embed(prompt)?;
         let (cos, sin) = self.rope_rows(&(0..t).collect::<Vec<_>>())?;
         let intermediate = self.layers.first().map_or(1, |l| l.mlp.intermediate);
         let mut caches = Vec::with_capacity(self.layers.len());
@@ -187,7 +177,7 @@ impl Decoder {
         for step in 1..max_new_tokens {
             let rows = active.len();
             let inputs: Vec<u32> = active.iter().map(|&s| *out[s].tokens.last().expect("one token drawn")).collect();
-            let mut x = self.embed.forward(&Tensor::new(inputs.as_slice(), self.device())?)?;
+            let mut x = self.embed(&inputs)?;
             // The token fed now sits at position p + step − 1.
             let (cos, sin) = self.rope_rows(&vec![p + step - 1; rows])?;
             for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {

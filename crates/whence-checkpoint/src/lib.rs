@@ -8,9 +8,12 @@
 //!   prompt in one batch (for `whence generate` and `whence serve`);
 //! - [`attention`]: the fused CPU attention kernel (online softmax over
 //!   tiles of keys, all query heads of a KV head together);
+//! - [`bf16`]: bf16 matrix products with f32 accumulation (AVX512_BF16
+//!   or widened to f32, chosen at run time);
 //! - [`weights`]: safetensors loading (single or sharded, f32/bf16/f16).
 
 pub mod attention;
+pub mod bf16;
 pub mod config;
 pub mod decoder;
 pub mod generate;

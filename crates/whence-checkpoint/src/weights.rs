@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::CheckpointError;
@@ -45,45 +45,184 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
 }
 
 /// A VarBuilder over the checkpoint's weights, converting them to `dtype` on load.
+///
+/// Each tensor is read from its file when the model asks for it (a
+/// positioned read into a buffer of its own, no memory map), so loading
+/// holds the tensors built so far plus the one being read: a bf16
+/// checkpoint loaded in bf16 peaks at about its size on disk, not twice it
+/// (mapped pages of a memory map count as resident until it is dropped).
 pub fn open_weights(dir: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>, CheckpointError> {
     let files = safetensors_files(dir)?;
-    // Validate each file's header first, so a truncated file is named.
-    for file in &files {
-        let bytes = std::fs::read(file).map_err(|source| CheckpointError::Io { path: file.display().to_string(), source })?;
-        safetensors_header_ok(&bytes).map_err(|message| CheckpointError::Weights { path: file.display().to_string(), message })?;
-    }
-    // SAFETY: the files are memory-mapped read-only; whence does not modify
-    // them while scoring (as for every mmap of weights, another process must
-    // not truncate them meanwhile).
-    unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
-        .map_err(|e| CheckpointError::Weights { path: dir.display().to_string(), message: e.to_string() })
+    let backend = SafetensorsFiles::open(&files)?;
+    Ok(VarBuilder::from_backend(Box::new(backend), dtype, device.clone()))
 }
 
-/// Checks that a safetensors file's header parses and its data fits the file.
-fn safetensors_header_ok(bytes: &[u8]) -> Result<(), String> {
-    if bytes.len() < 8 {
-        return Err(format!("truncated safetensors file ({} bytes)", bytes.len()));
+/// Where one tensor lies in its file.
+#[derive(Debug, Clone)]
+struct TensorEntry {
+    file: usize,
+    dtype: DType,
+    shape: Vec<usize>,
+    /// Absolute byte offsets in the file.
+    start: u64,
+    end: u64,
+}
+
+/// The tensors of a checkpoint's safetensors files, read on demand.
+pub struct SafetensorsFiles {
+    files: Vec<(PathBuf, std::sync::Mutex<std::fs::File>)>,
+    tensors: std::collections::HashMap<String, TensorEntry>,
+}
+
+impl SafetensorsFiles {
+    /// Opens `files` and reads their headers (checked: valid JSON, known
+    /// dtypes, each tensor's bytes inside the file and of its shape's size).
+    pub fn open(files: &[PathBuf]) -> Result<Self, CheckpointError> {
+        let mut opened = Vec::with_capacity(files.len());
+        let mut tensors = std::collections::HashMap::new();
+        for (index, path) in files.iter().enumerate() {
+            let io = |source| CheckpointError::Io { path: path.display().to_string(), source };
+            let bad = |message: String| CheckpointError::Weights { path: path.display().to_string(), message };
+            let mut file = std::fs::File::open(path).map_err(io)?;
+            let size = file.metadata().map_err(io)?.len();
+            let (header, data_start) = read_header(&mut file, size).map_err(bad)?;
+            for (name, entry) in parse_header(&header, data_start, size).map_err(bad)? {
+                tensors.insert(name, TensorEntry { file: index, ..entry });
+            }
+            opened.push((path.clone(), std::sync::Mutex::new(file)));
+        }
+        Ok(SafetensorsFiles { files: opened, tensors })
     }
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-    let header_end = 8usize
-        .checked_add(header_len)
-        .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| format!("truncated safetensors file: header of {header_len} bytes but the file has {} bytes", bytes.len()))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&bytes[8..header_end]).map_err(|e| format!("safetensors header is not valid JSON: {e}"))?;
-    let data_len = bytes.len() - header_end;
-    if let Some(tensors) = header.as_object() {
-        for (name, info) in tensors {
-            if name == "__metadata__" {
-                continue;
-            }
-            let end = info.get("data_offsets").and_then(|o| o.get(1)).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-            if end > data_len {
-                return Err(format!(
-                    "truncated safetensors file: tensor `{name}` ends at byte {end} of data but only {data_len} bytes remain"
-                ));
-            }
+
+    /// The names of all tensors.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// Reads tensor `name` in its stored dtype onto the CPU.
+    pub fn read(&self, name: &str) -> candle_core::Result<Tensor> {
+        let entry = self.tensors.get(name).ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())?;
+        let (path, file) = &self.files[entry.file];
+        let len = (entry.end - entry.start) as usize;
+        let fail = |e: std::io::Error| candle_core::Error::Msg(format!("{}: cannot read tensor `{name}`: {e}", path.display()));
+        let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let shape = entry.shape.clone();
+        macro_rules! read_as {
+            ($t:ty) => {{
+                let mut values: Vec<$t> = vec![<$t>::default(); len / std::mem::size_of::<$t>()];
+                // SAFETY: a plain-old-data slice viewed as its bytes (same length in bytes).
+                let bytes = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), len) };
+                read_at(&mut file, entry.start, bytes).map_err(fail)?;
+                if cfg!(target_endian = "big") {
+                    candle_core::bail!("safetensors data is little-endian; big-endian hosts are not supported");
+                }
+                Tensor::from_vec(values, shape, &Device::Cpu)
+            }};
+        }
+        match entry.dtype {
+            DType::F32 => read_as!(f32),
+            DType::F16 => read_as!(half::f16),
+            DType::BF16 => read_as!(half::bf16),
+            DType::F64 => read_as!(f64),
+            DType::I64 => read_as!(i64),
+            DType::U32 => read_as!(u32),
+            DType::U8 => read_as!(u8),
+            other => candle_core::bail!("tensor `{name}` has dtype {other:?}, which whence does not load"),
         }
     }
-    Ok(())
+}
+
+fn read_at(file: &mut std::fs::File, offset: u64, bytes: &mut [u8]) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(bytes)
+}
+
+impl candle_nn::var_builder::SimpleBackend for SafetensorsFiles {
+    fn get(&self, s: candle_core::Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let entry = self.tensors.get(name).ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())?;
+        if entry.shape.as_slice() != s.dims() {
+            return Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: s,
+                got: entry.shape.clone().into(),
+            }
+            .bt());
+        }
+        self.get_unchecked(name, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.read(name)?.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+/// A safetensors file's JSON header and the offset where its data starts.
+fn read_header(file: &mut std::fs::File, size: u64) -> Result<(serde_json::Value, u64), String> {
+    if size < 8 {
+        return Err(format!("truncated safetensors file ({size} bytes)"));
+    }
+    let mut length = [0u8; 8];
+    read_at(file, 0, &mut length).map_err(|e| e.to_string())?;
+    let header_len = u64::from_le_bytes(length);
+    let data_start = 8u64
+        .checked_add(header_len)
+        .filter(|&e| e <= size)
+        .ok_or_else(|| format!("truncated safetensors file: header of {header_len} bytes but the file has {size} bytes"))?;
+    let mut header = vec![0u8; header_len as usize];
+    read_at(file, 8, &mut header).map_err(|e| e.to_string())?;
+    let header = serde_json::from_slice(&header).map_err(|e| format!("safetensors header is not valid JSON: {e}"))?;
+    Ok((header, data_start))
+}
+
+/// The tensors a header describes (`file` left 0), checked against the file size.
+fn parse_header(header: &serde_json::Value, data_start: u64, size: u64) -> Result<Vec<(String, TensorEntry)>, String> {
+    let tensors = header.as_object().ok_or("safetensors header is not a JSON object")?;
+    let data_len = size - data_start;
+    let mut entries = Vec::with_capacity(tensors.len());
+    for (name, info) in tensors {
+        if name == "__metadata__" {
+            continue;
+        }
+        let field = |key: &str| info.get(key).ok_or_else(|| format!("tensor `{name}` has no `{key}` in the header"));
+        let dtype = match field("dtype")?.as_str() {
+            Some("F32") => DType::F32,
+            Some("F16") => DType::F16,
+            Some("BF16") => DType::BF16,
+            Some("F64") => DType::F64,
+            Some("I64") => DType::I64,
+            Some("U32") => DType::U32,
+            Some("U8") | Some("BOOL") => DType::U8,
+            other => return Err(format!("tensor `{name}` has dtype {other:?}; whence loads F32, F16, BF16, F64, I64, U32, U8")),
+        };
+        let shape: Vec<usize> = field("shape")?
+            .as_array()
+            .and_then(|dims| dims.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .ok_or_else(|| format!("tensor `{name}` has a `shape` that is not a list of sizes"))?;
+        let offsets: Vec<u64> = field("data_offsets")?
+            .as_array()
+            .and_then(|o| o.iter().map(serde_json::Value::as_u64).collect())
+            .filter(|o: &Vec<u64>| o.len() == 2 && o[0] <= o[1])
+            .ok_or_else(|| format!("tensor `{name}` has `data_offsets` that are not [begin, end]"))?;
+        if offsets[1] > data_len {
+            return Err(format!(
+                "truncated safetensors file: tensor `{name}` ends at byte {} of data but only {data_len} bytes remain",
+                offsets[1]
+            ));
+        }
+        let expected = shape.iter().try_fold(dtype.size_in_bytes() as u64, |n, &d| n.checked_mul(d as u64));
+        if expected != Some(offsets[1] - offsets[0]) {
+            return Err(format!(
+                "tensor `{name}` has {} bytes of data but its shape {shape:?} of {dtype:?} needs {}",
+                offsets[1] - offsets[0],
+                expected.map_or("more than 2⁶⁴".to_string(), |n| n.to_string())
+            ));
+        }
+        entries.push((name.clone(), TensorEntry { file: 0, dtype, shape, start: data_start + offsets[0], end: data_start + offsets[1] }));
+    }
+    Ok(entries)
 }
