@@ -24,7 +24,7 @@ pub mod scorer;
 pub mod weights;
 
 pub use config::{Architecture, Config, SUPPORTED_ARCHITECTURES};
-pub use decoder::Decoder;
+pub use decoder::{Decoder, Ops, PromptRequest};
 pub use generate::{Continuation, NextToken};
 pub use scorer::{device, CheckpointOptions, CheckpointScorer, TemplateMode};
 pub use whence_encode::Encoder;
@@ -40,6 +40,21 @@ pub fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+/// Returns the memory freed so far to the kernel (glibc's `malloc_trim`,
+/// which also releases whole free pages in the middle of the heap). With
+/// [`tune_allocator`]'s settings nothing is returned on its own, and the
+/// holes that loading leaves between the weights it keeps (each tensor is
+/// read, fused, packed, and the copies freed) stayed resident: a 15.2 GB
+/// bf16 checkpoint of the 7B shape held 17.9 GB after loading. The decoder
+/// calls it after each layer it loads. A no-op off glibc.
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of glibc's heaps.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
