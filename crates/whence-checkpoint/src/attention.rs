@@ -9,7 +9,9 @@
 //! together, so each key and value tile is loaded once for all of them.
 //! Items run on rayon's global pool (the threads candle's matmul uses),
 //! largest (latest) blocks first. Keys are visible to query `q` when
-//! `q − window < key ≤ q` (`window` only for sliding-window layers).
+//! `q − window < key ≤ q` (`window` only for sliding-window layers) and,
+//! when several records are packed into one sequence
+//! ([`causal_attention_packed`]), when the key belongs to `q`'s own record.
 //!
 //! With AVX-512 the tile products and the exponentials use 512-bit
 //! intrinsics; elsewhere the same algorithm runs as plain loops that the
@@ -48,6 +50,8 @@ pub enum AttentionError {
     ZeroWindow,
     #[error("attention {what} has {got} values, expected {expected}")]
     Length { what: &'static str, got: usize, expected: usize },
+    #[error("{starts} record starts are not increasing from 0 within {tokens} tokens")]
+    Records { starts: usize, tokens: usize },
 }
 
 impl AttentionShape {
@@ -87,12 +91,46 @@ pub fn causal_attention(
     scale: f32,
     out: &mut [f32],
 ) -> Result<(), AttentionError> {
+    causal_attention_packed(q, k, v, shape, &[], scale, out)
+}
+
+/// [`causal_attention`] over several records packed one after another into
+/// the `tokens` of `shape`: record `i` starts at token `starts[i]`
+/// (increasing from 0; empty means one record), and a query sees only the
+/// keys of its own record, as if each record ran alone.
+pub fn causal_attention_packed(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: &AttentionShape,
+    starts: &[usize],
+    scale: f32,
+    out: &mut [f32],
+) -> Result<(), AttentionError> {
     shape.check(q.len(), k.len(), v.len(), out.len())?;
+    let first_keys = first_keys(starts, shape.tokens)?;
     if shape.tokens == 0 {
         return Ok(());
     }
-    run(q, k, v, shape, scale, out, available_kernels()[0]);
+    run(q, k, v, shape, &first_keys, scale, out, available_kernels()[0]);
     Ok(())
+}
+
+/// Per token, the first token of its record (empty for a single record).
+fn first_keys(starts: &[usize], tokens: usize) -> Result<Vec<u32>, AttentionError> {
+    if starts.len() <= 1 && starts.first().is_none_or(|&s| s == 0) {
+        return Ok(Vec::new());
+    }
+    let ordered = starts.first() == Some(&0) && starts.windows(2).all(|w| w[0] < w[1]) && starts.last().is_some_and(|&s| s < tokens);
+    if !ordered {
+        return Err(AttentionError::Records { starts: starts.len(), tokens });
+    }
+    let mut first = vec![0u32; tokens];
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(tokens);
+        first[start..end].fill(start as u32);
+    }
+    Ok(first)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,7 +198,8 @@ struct SharedOut(*mut f32);
 // SAFETY: every work item writes only its own (query block, KV head) cells.
 unsafe impl Sync for SharedOut {}
 
-fn run(q: &[f32], k: &[f32], v: &[f32], shape: &AttentionShape, scale: f32, out: &mut [f32], kernel: Kernel) {
+#[allow(clippy::too_many_arguments)]
+fn run(q: &[f32], k: &[f32], v: &[f32], shape: &AttentionShape, first_keys: &[u32], scale: f32, out: &mut [f32], kernel: Kernel) {
     let packed = pack(k, v, shape);
     let blocks = shape.tokens.div_ceil(TILE);
     let shared = SharedOut(out.as_mut_ptr());
@@ -170,7 +209,7 @@ fn run(q: &[f32], k: &[f32], v: &[f32], shape: &AttentionShape, scale: f32, out:
         // Latest blocks (most keys) first, so the short ones fill the gaps at the end.
         let block = blocks - 1 - item / shape.kv_heads;
         let kv_head = item % shape.kv_heads;
-        let mut item_out = Item::new(q, packed, shape, scale, block, kv_head);
+        let mut item_out = Item::new(q, packed, shape, first_keys, scale, block, kv_head);
         item_out.compute(kernel);
         // SAFETY: the cells written are those of queries of `block` and
         // heads of `kv_head`, which no other item writes; `out` has
@@ -184,6 +223,8 @@ struct Item<'a> {
     q: &'a [f32],
     packed: &'a Packed,
     shape: &'a AttentionShape,
+    /// Per query, the first key of its record (empty: all 0).
+    first_keys: &'a [u32],
     scale: f32,
     first_query: usize,
     queries: usize,
@@ -197,7 +238,15 @@ struct Item<'a> {
 }
 
 impl<'a> Item<'a> {
-    fn new(q: &'a [f32], packed: &'a Packed, shape: &'a AttentionShape, scale: f32, block: usize, kv_head: usize) -> Self {
+    fn new(
+        q: &'a [f32],
+        packed: &'a Packed,
+        shape: &'a AttentionShape,
+        first_keys: &'a [u32],
+        scale: f32,
+        block: usize,
+        kv_head: usize,
+    ) -> Self {
         let first_query = block * TILE;
         let queries = TILE.min(shape.tokens - first_query);
         let group = shape.heads / shape.kv_heads;
@@ -206,6 +255,7 @@ impl<'a> Item<'a> {
             q,
             packed,
             shape,
+            first_keys,
             scale,
             first_query,
             queries,
@@ -233,14 +283,21 @@ impl<'a> Item<'a> {
     /// The visible keys of `query` within the tile starting at key `tile_start`,
     /// as lanes `lo..=hi`; `None` when there are none.
     fn visible(&self, query: usize, tile_start: usize) -> Option<(usize, usize)> {
-        let first = self.shape.window.map_or(0, |w| (query + 1).saturating_sub(w)).max(tile_start);
+        let first = self.first_key(query).max(tile_start);
         let last = query.min(tile_start + TILE - 1);
         (first <= last).then(|| (first - tile_start, last - tile_start))
     }
 
     fn tile_range(&self) -> std::ops::RangeInclusive<usize> {
-        let first_key = self.shape.window.map_or(0, |w| (self.first_query + 1).saturating_sub(w));
-        first_key / TILE..=(self.first_query + self.queries - 1) / TILE
+        // First keys never decrease with the query.
+        self.first_key(self.first_query) / TILE..=(self.first_query + self.queries - 1) / TILE
+    }
+
+    /// The first key `query` sees: its window's and its record's.
+    fn first_key(&self, query: usize) -> usize {
+        let window = self.shape.window.map_or(0, |w| (query + 1).saturating_sub(w));
+        let record = self.first_keys.get(query).map_or(0, |&k| k as usize);
+        window.max(record)
     }
 
     fn compute(&mut self, kernel: Kernel) {
@@ -475,7 +532,7 @@ mod tests {
     }
 
     /// Direct attention in f64, query by query.
-    fn reference(q: &[f32], k: &[f32], v: &[f32], shape: &AttentionShape, scale: f32) -> Vec<f32> {
+    fn reference(q: &[f32], k: &[f32], v: &[f32], shape: &AttentionShape, starts: &[usize], scale: f32) -> Vec<f32> {
         let AttentionShape { tokens: t, heads, kv_heads, head_dim: hd, window } = *shape;
         let group = heads / kv_heads;
         let mut out = vec![0f32; t * heads * hd];
@@ -483,7 +540,8 @@ mod tests {
             let j = h / group;
             for query in 0..t {
                 let q_row = &q[(h * t + query) * hd..][..hd];
-                let first = window.map_or(0, |w| (query + 1).saturating_sub(w));
+                let record = starts.iter().copied().filter(|&s| s <= query).max().unwrap_or(0);
+                let first = window.map_or(0, |w| (query + 1).saturating_sub(w)).max(record);
                 let scores: Vec<f64> = (first..=query)
                     .map(|key| {
                         let k_row = &k[(j * t + key) * hd..][..hd];
@@ -508,17 +566,23 @@ mod tests {
 
     /// Max |difference| of both kernels from the reference on random inputs.
     fn worst_difference(shape: AttentionShape, amplitude: f32, seed: u64) -> f32 {
+        worst_difference_packed(shape, &[], amplitude, seed)
+    }
+
+    /// [`worst_difference`] with records packed at `starts`.
+    fn worst_difference_packed(shape: AttentionShape, starts: &[usize], amplitude: f32, seed: u64) -> f32 {
         let mut rng = Rng(seed | 1);
         let (t, hd) = (shape.tokens, shape.head_dim);
         let q = random(&mut rng, t * shape.heads * hd, amplitude);
         let k = random(&mut rng, t * shape.kv_heads * hd, amplitude);
         let v = random(&mut rng, t * shape.kv_heads * hd, 1.0);
         let scale = 1.0 / (hd as f32).sqrt();
-        let want = reference(&q, &k, &v, &shape, scale);
+        let want = reference(&q, &k, &v, &shape, starts, scale);
+        let first_keys = first_keys(starts, t).unwrap();
         let mut worst = 0f32;
         for kernel in available_kernels() {
             let mut got = vec![f32::NAN; want.len()];
-            run(&q, &k, &v, &shape, scale, &mut got, kernel);
+            run(&q, &k, &v, &shape, &first_keys, scale, &mut got, kernel);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 let difference = (g - w).abs();
                 assert!(difference.is_finite(), "{kernel:?} {shape:?}: value {i} is {g}, want {w}");
@@ -581,6 +645,33 @@ mod tests {
             let s = shape(tokens, kv_heads * group, kv_heads, head_dim, window);
             let worst = worst_difference(s, 2.0, 7 + case);
             assert!(worst < 5e-6, "{s:?}: max difference {worst:e}");
+        }
+    }
+
+    #[test]
+    fn packed_records_see_only_their_own_keys() {
+        // Records shorter and longer than a tile, starting inside tiles, with windows.
+        let mut rng = Rng(0xbeef);
+        for case in 0..20 {
+            let tokens = 2 + rng.below(300);
+            let mut starts = vec![0];
+            while let Some(&last) = starts.last() {
+                let next = last + 1 + rng.below(90);
+                if next >= tokens {
+                    break;
+                }
+                starts.push(next);
+            }
+            let window = if rng.below(3) == 0 { Some(1 + rng.below(80)) } else { None };
+            let s = shape(tokens, 4, 2, [16, 40][rng.below(2)], window);
+            let worst = worst_difference_packed(s, &starts, 2.0, 100 + case);
+            assert!(worst < 5e-6, "{s:?} starts {starts:?}: max difference {worst:e}");
+        }
+        let data = vec![0f32; 4 * 2 * 2];
+        let mut out = vec![0f32; 4 * 2 * 2];
+        for bad in [&[1usize][..], &[0, 0], &[0, 4], &[0, 3, 2]] {
+            let err = causal_attention_packed(&data, &data, &data, &shape(4, 2, 2, 2, None), bad, 1.0, &mut out).unwrap_err();
+            assert!(matches!(err, AttentionError::Records { .. }), "{bad:?}");
         }
     }
 

@@ -17,7 +17,6 @@
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
-use half::bf16;
 use rayon::prelude::*;
 
 use crate::bf16::{Bf16Kernel, Bf16Rows, PackedBf16};
@@ -181,9 +180,20 @@ impl Storage {
     }
 }
 
-/// A contiguous bf16 tensor's values.
-fn bf16_values(tensor: &Tensor) -> Result<Vec<bf16>> {
-    tensor.flatten_all()?.to_dtype(DType::BF16)?.to_vec1::<bf16>()
+/// `tensor` (`[outputs, inputs]`, converted to bf16 if it is not) packed
+/// for `kernel`, read in place from its CPU storage: loading holds the
+/// tensor and its packed copy, never a third.
+fn pack_bf16(tensor: &Tensor, kernel: Bf16Kernel) -> Result<PackedBf16> {
+    let (outputs, inputs) = tensor.dims2()?;
+    let tensor = tensor.to_dtype(DType::BF16)?.to_device(&Device::Cpu)?.contiguous()?;
+    let (storage, layout) = tensor.storage_and_layout();
+    let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("a contiguous weight".into()))?;
+    match &*storage {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::BF16(values)) => {
+            PackedBf16::from_slice(&values[start..end], outputs, inputs, kernel).map_err(candle_core::Error::wrap)
+        }
+        _ => candle_core::bail!("expected a bf16 CPU tensor"),
+    }
 }
 
 impl Projection {
@@ -195,9 +205,7 @@ impl Projection {
             Storage::Candle => Projection::Candle(linear),
             Storage::F32 => Projection::F32(linear),
             Storage::Bf16(kernel) => {
-                let (outputs, inputs) = linear.weight().dims2()?;
-                let values = bf16_values(linear.weight())?;
-                let weight = PackedBf16::new(values, outputs, inputs, kernel).map_err(candle_core::Error::wrap)?;
+                let weight = pack_bf16(linear.weight(), kernel)?;
                 let bias = linear.bias().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
                 Projection::Bf16 { weight, bias }
             }
@@ -212,8 +220,7 @@ pub(crate) fn forward_linear(projection: &Projection, x: &Tensor) -> Result<Tens
         Projection::Bf16 { weight, bias } => {
             let rows = x.dim(0)?;
             let x = x.to_dtype(DType::F32)?.contiguous()?;
-            let mut out = vec![0f32; rows * weight.outputs()];
-            crate::bf16::linear(cpu_f32(&x)?.values(), weight, bias.as_deref(), rows, &mut out).map_err(candle_core::Error::wrap)?;
+            let out = crate::bf16::linear_to_vec(cpu_f32(&x)?.values(), weight, bias.as_deref(), rows).map_err(candle_core::Error::wrap)?;
             return Tensor::from_vec(out, (rows, weight.outputs()), x.device());
         }
         Projection::F32(layer) => layer,
@@ -335,9 +342,17 @@ impl Attention {
         Ok((q, k, v))
     }
 
-    /// Self-attention over all rows of `x`; with `keep`, the rows' keys and
-    /// values (`[kv_heads, T, head_dim]`) are handed out for a KV cache.
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, keep: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor> {
+    /// Self-attention over all rows of `x`, records packed at `starts` (see
+    /// [`Decoder::token_logprobs_packed`]; empty: one record); with `keep`,
+    /// the rows' keys and values (`[kv_heads, T, head_dim]`) are handed out for a KV cache.
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        starts: &[usize],
+        keep: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
         let t = x.dim(0)?;
         let (q, k, v) = self.project(x, cos, sin)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
@@ -345,26 +360,28 @@ impl Attention {
             *keep = Some((k.clone(), v.clone()));
         }
         if self.ops == Ops::Fused {
-            let out = self.fused(&q, &k, &v, t, scale as f32)?.to_dtype(x.dtype())?;
+            let out = self.fused(&q, &k, &v, t, starts, scale as f32)?.to_dtype(x.dtype())?;
             return forward_linear(&self.o, &out);
         }
         let group = self.heads / self.kv_heads;
         // Heads h = j·group + i share kv head j (transformers' repeat_kv).
         let q = q.reshape((self.kv_heads, group, t, self.head_dim))?;
         let block = (BLOCK_BYTES / (4 * self.heads * t.max(1))).clamp(1, 512);
+        let record_starts = record_start_of_each_token(starts, t);
         let mut outputs = Vec::with_capacity(t.div_ceil(block));
         let mut start = 0;
         while start < t {
             let len = block.min(t - start);
             let end = start + len;
-            let key_start = self.window.map_or(0, |w| start.saturating_sub(w.saturating_sub(1)));
+            let window_start = self.window.map_or(0, |w| start.saturating_sub(w.saturating_sub(1)));
+            let key_start = window_start.max(record_starts[start]);
             let keys = end - key_start;
             let q_block = q.narrow(2, start, len)?.reshape((self.kv_heads, group * len, self.head_dim))?;
             let k_block = k.narrow(1, key_start, keys)?;
             let v_block = v.narrow(1, key_start, keys)?;
             let scores = (q_block.matmul(&k_block.t()?)? * scale)?.to_dtype(DType::F32)?;
             let scores = scores.reshape((self.kv_heads, group, len, keys))?;
-            let mask = self.mask(start, len, key_start, keys, x.device())?;
+            let mask = self.mask(start, len, key_start, keys, &record_starts, x.device())?;
             let probabilities = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
             let probabilities = probabilities.to_dtype(v.dtype())?.reshape((self.kv_heads, group * len, keys))?;
             let out = probabilities.matmul(&v_block)?.reshape((self.heads, len, self.head_dim))?;
@@ -378,7 +395,7 @@ impl Attention {
     /// CPU attention with [`crate::attention::causal_attention`]: `q` is
     /// `[heads, T, head_dim]`, `k` and `v` `[kv_heads, T, head_dim]`; returns
     /// `[T, heads·head_dim]` in f32.
-    fn fused(&self, q: &Tensor, k: &Tensor, v: &Tensor, t: usize, scale: f32) -> Result<Tensor> {
+    fn fused(&self, q: &Tensor, k: &Tensor, v: &Tensor, t: usize, starts: &[usize], scale: f32) -> Result<Tensor> {
         let shape = crate::attention::AttentionShape {
             tokens: t,
             heads: self.heads,
@@ -391,20 +408,21 @@ impl Attention {
         let mut out = vec![0f32; t * self.heads * self.head_dim];
         {
             let (q, k, v) = (cpu_f32(&q)?, cpu_f32(&k)?, cpu_f32(&v)?);
-            crate::attention::causal_attention(q.values(), k.values(), v.values(), &shape, scale, &mut out)
+            crate::attention::causal_attention_packed(q.values(), k.values(), v.values(), &shape, starts, scale, &mut out)
                 .map_err(candle_core::Error::wrap)?;
         }
         Tensor::from_vec(out, (t, self.heads * self.head_dim), q.device())
     }
 
-    /// 0 where query `start + i` may see key `key_start + j`, −∞ elsewhere.
-    fn mask(&self, start: usize, len: usize, key_start: usize, keys: usize, device: &Device) -> Result<Tensor> {
+    /// 0 where query `start + i` may see key `key_start + j`, −∞ elsewhere
+    /// (`record_starts[q]`: the first token of query `q`'s record).
+    fn mask(&self, start: usize, len: usize, key_start: usize, keys: usize, record_starts: &[usize], device: &Device) -> Result<Tensor> {
         let mut values = vec![0f32; len * keys];
         for i in 0..len {
             let query = start + i;
             for j in 0..keys {
                 let key = key_start + j;
-                let visible = key <= query && self.window.is_none_or(|w| query - key < w);
+                let visible = key <= query && key >= record_starts[query] && self.window.is_none_or(|w| query - key < w);
                 if !visible {
                     values[i * keys + j] = f32::NEG_INFINITY;
                 }
@@ -451,9 +469,10 @@ impl Layer {
         cos: &Tensor,
         sin: &Tensor,
         intermediate: usize,
+        starts: &[usize],
         keep: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
-        let attended = self.attention.forward(&self.input_norm.forward(x)?, cos, sin, keep)?;
+        let attended = self.attention.forward(&self.input_norm.forward(x)?, cos, sin, starts, keep)?;
         let x = (x + attended)?;
         // The MLP over blocks of positions: its intermediate activations are
         // the largest tensors of a layer.
@@ -493,6 +512,30 @@ impl Decoder {
         let storage = Storage::of(ops, vb.dtype());
         let activation = storage.activation(vb.dtype());
         let norms = vb.to_dtype(activation);
+        // The embeddings and the head first: packing the head briefly holds
+        // it twice, and memory freed then is reused by the layers after it,
+        // so loading peaks at about the model's size.
+        let tied = config.tie_word_embeddings && !vb.contains_tensor("lm_head.weight");
+        let embeddings = vb.pp("model").pp("embed_tokens").get((config.vocab_size, config.hidden_size), "weight")?;
+        let (embed, head) = match storage {
+            Storage::Bf16(kernel) => {
+                if tied {
+                    let head = pack_bf16(&embeddings, kernel)?;
+                    drop(embeddings);
+                    (Embed::TiedHead, Head::Bf16(head))
+                } else {
+                    let head = vb.pp("lm_head").get((config.vocab_size, config.hidden_size), "weight")?;
+                    let head = Head::Bf16(pack_bf16(&head, kernel)?);
+                    (Embed::Table(Embedding::new(embeddings, config.hidden_size)), head)
+                }
+            }
+            _ => {
+                let head =
+                    if tied { embeddings.clone() } else { vb.pp("lm_head").get((config.vocab_size, config.hidden_size), "weight")? };
+                (Embed::Table(Embedding::new(embeddings, config.hidden_size)), Head::Tensor(head))
+            }
+        };
+        crate::release_freed_memory();
         let model = vb.pp("model");
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
@@ -505,28 +548,9 @@ impl Decoder {
                 post_attention_norm: norm_of("post_attention_layernorm")?,
                 mlp: Mlp::load(config, layer.pp("mlp"), ops, storage)?,
             });
+            crate::release_freed_memory();
         }
         let norm = candle_nn::rms_norm(config.hidden_size, config.rms_norm_eps, norms.pp("model.norm"))?;
-        let tied = config.tie_word_embeddings && !vb.contains_tensor("lm_head.weight");
-        let embeddings = model.pp("embed_tokens").get((config.vocab_size, config.hidden_size), "weight")?;
-        let (embed, head) = match storage {
-            Storage::Bf16(kernel) => {
-                let pack = |t: &Tensor| -> Result<PackedBf16> {
-                    PackedBf16::new(bf16_values(t)?, config.vocab_size, config.hidden_size, kernel).map_err(candle_core::Error::wrap)
-                };
-                if tied {
-                    (Embed::TiedHead, Head::Bf16(pack(&embeddings)?))
-                } else {
-                    let head = vb.pp("lm_head").get((config.vocab_size, config.hidden_size), "weight")?;
-                    (Embed::Table(Embedding::new(embeddings, config.hidden_size)), Head::Bf16(pack(&head)?))
-                }
-            }
-            _ => {
-                let head =
-                    if tied { embeddings.clone() } else { vb.pp("lm_head").get((config.vocab_size, config.hidden_size), "weight")? };
-                (Embed::Table(Embedding::new(embeddings, config.hidden_size)), Head::Tensor(head))
-            }
-        };
         Ok(Decoder {
             embed,
             layers,
@@ -600,10 +624,6 @@ impl Decoder {
         &self.device
     }
 
-    fn rope_tables(&self, t: usize) -> Result<(Tensor, Tensor)> {
-        self.rope_rows(&(0..t).collect::<Vec<_>>())
-    }
-
     /// cos and sin tables with one row per entry of `positions`.
     pub(crate) fn rope_rows(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
         let (t, half) = (positions.len(), self.inverse_frequencies.len());
@@ -623,23 +643,44 @@ impl Decoder {
     /// The log-probability of `ids[i]` given `ids[..i]`, for every `i` in
     /// `from..ids.len()` (`from` ≥ 1), in one teacher-forced pass.
     pub fn token_logprobs(&self, ids: &[u32], from: usize) -> Result<Vec<f32>> {
-        let from = from.max(1);
-        if self.ops == Ops::Fused {
-            return match self.final_hidden(ids, from, false)? {
-                Some(hidden) => self.head_logprobs_cpu(&hidden, &ids[from..]),
-                None => Ok(Vec::new()),
-            };
-        }
-        let mut out = Vec::with_capacity(ids.len().saturating_sub(from));
-        self.head_blocks(ids, from, false, &mut |start, logits| {
-            let len = logits.dim(0)?;
-            let targets = &ids[from + start..from + start + len];
-            let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-            let targets = Tensor::new(targets, &self.device)?.unsqueeze(1)?;
-            out.extend(logprobs.gather(&targets, 1)?.squeeze(1)?.to_vec1::<f32>()?);
-            Ok(())
-        })?;
-        Ok(out)
+        Ok(self.token_logprobs_packed(&[(ids, from)])?.pop().unwrap_or_default())
+    }
+
+    /// [`token_logprobs`](Self::token_logprobs) of several sequences `(ids,
+    /// from)` in one pass: they are concatenated into one sequence in which
+    /// each token attends only to the tokens of its own sequence (a
+    /// block-diagonal causal mask) at positions counted from its own start,
+    /// so each result equals the sequence's own pass up to the order of f32
+    /// sums; the linear layers and the head see all the rows at once.
+    pub fn token_logprobs_packed(&self, sequences: &[(&[u32], usize)]) -> Result<Vec<Vec<f32>>> {
+        let sequences: Vec<(&[u32], usize)> = sequences.iter().map(|&(ids, from)| (ids, from.max(1))).collect();
+        let with_next: Vec<(&[u32], usize, bool)> = sequences.iter().map(|&(ids, from)| (ids, from, false)).collect();
+        let Some((hidden, rows)) = self.final_hidden_rows(&with_next)? else {
+            return Ok(vec![Vec::new(); sequences.len()]);
+        };
+        let targets: Vec<u32> = sequences.iter().flat_map(|&(ids, from)| ids.get(from..).unwrap_or(&[]).iter().copied()).collect();
+        let all = if self.ops == Ops::Fused {
+            self.head_logprobs_cpu(&hidden, &targets)?
+        } else {
+            let mut out = Vec::with_capacity(targets.len());
+            self.visit_head_blocks(&hidden, &mut |start, logits| {
+                let len = logits.dim(0)?;
+                let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+                let targets = Tensor::new(&targets[start..start + len], &self.device)?.unsqueeze(1)?;
+                out.extend(logprobs.gather(&targets, 1)?.squeeze(1)?.to_vec1::<f32>()?);
+                Ok(())
+            })?;
+            out
+        };
+        let mut rest = all.as_slice();
+        Ok(rows
+            .iter()
+            .map(|&n| {
+                let (mine, others) = rest.split_at(n);
+                rest = others;
+                mine.to_vec()
+            })
+            .collect())
     }
 
     /// Like [`token_logprobs`](Self::token_logprobs), with each target's
@@ -647,18 +688,31 @@ impl Decoder {
     /// `next` the most likely token after the last (what `whence serve`
     /// answers for vLLM's `prompt_logprobs` and `max_tokens: 1`).
     pub fn prompt_logprobs(&self, ids: &[u32], from: usize, top: usize, next: bool) -> Result<crate::ranks::PromptLogprobs> {
-        let from = from.max(1);
-        let Some(hidden) = self.final_hidden(ids, from, next)? else {
-            return Ok(crate::ranks::PromptLogprobs::default());
+        Ok(self.prompt_logprobs_packed(&[PromptRequest { ids, from, top, next }])?.pop().unwrap_or_default())
+    }
+
+    /// [`prompt_logprobs`](Self::prompt_logprobs) of several requests in one
+    /// packed pass (as [`token_logprobs_packed`](Self::token_logprobs_packed)).
+    pub fn prompt_logprobs_packed(&self, requests: &[PromptRequest<'_>]) -> Result<Vec<crate::ranks::PromptLogprobs>> {
+        let sequences: Vec<(&[u32], usize, bool)> = requests.iter().map(|r| (r.ids, r.from.max(1), r.next)).collect();
+        let Some((hidden, rows)) = self.final_hidden_rows(&sequences)? else {
+            return Ok(vec![crate::ranks::PromptLogprobs::default(); requests.len()]);
         };
-        let mut positions = Vec::with_capacity(ids.len().saturating_sub(from));
-        let mut following = None;
+        // Row r of `hidden` belongs to request owner[r], at its row local[r].
+        let mut owner = Vec::with_capacity(hidden.dim(0)?);
+        for (request, &count) in rows.iter().enumerate() {
+            owner.extend((0..count).map(|row| (request, row)));
+        }
+        let mut out: Vec<crate::ranks::PromptLogprobs> =
+            rows.iter().map(|&n| crate::ranks::PromptLogprobs { positions: Vec::with_capacity(n), next: None }).collect();
         self.visit_head_blocks(&hidden, &mut |start, logits| {
             let logits = logits.flatten_all()?.to_vec1::<f32>()?;
             for (row, values) in logits.chunks_exact(self.vocab_size).enumerate() {
-                match ids.get(from + start + row) {
-                    Some(&target) => positions.push(crate::ranks::PositionLogprobs::of(values, target, top)),
-                    None => following = crate::ranks::top_tokens(values, 1).first().copied(),
+                let (request, local) = owner[start + row];
+                let r = &requests[request];
+                match r.ids.get(r.from.max(1) + local) {
+                    Some(&target) => out[request].positions.push(crate::ranks::PositionLogprobs::of(values, target, r.top)),
+                    None => out[request].next = crate::ranks::top_tokens(values, 1).first().copied(),
                 }
             }
             Ok(())
@@ -666,24 +720,31 @@ impl Decoder {
         if self.ops == Ops::Fused {
             // The actual tokens' log-probabilities by the same arithmetic as
             // token_logprobs, so that served numbers equal in-process ones.
-            let targets = &ids[from..];
-            let exact = self.head_logprobs_cpu(&hidden.narrow(0, 0, targets.len())?, targets)?;
-            for (position, logprob) in positions.iter_mut().zip(exact) {
-                position.logprob = logprob;
+            let mut targets = Vec::new();
+            let mut keep = Vec::with_capacity(sequences.len());
+            for &(ids, from, _) in &sequences {
+                targets.extend_from_slice(&ids[from.min(ids.len())..]);
+                keep.push(ids.len().saturating_sub(from));
+            }
+            let mut wanted = Vec::with_capacity(requests.len());
+            let mut offset = 0;
+            for (&count, &scored) in rows.iter().zip(&keep) {
+                if scored > 0 {
+                    wanted.push(hidden.narrow(0, offset, scored)?);
+                }
+                offset += count;
+            }
+            if !wanted.is_empty() {
+                let exact = self.head_logprobs_cpu(&Tensor::cat(&wanted, 0)?, &targets)?;
+                let mut exact = exact.into_iter();
+                for result in &mut out {
+                    for position in &mut result.positions {
+                        position.logprob = exact.next().expect("one per scored position");
+                    }
+                }
             }
         }
-        Ok(crate::ranks::PromptLogprobs { positions, next: following })
-    }
-
-    /// Runs the model over `ids` and hands the output head's f32 logits to
-    /// `visit(first_row, block)` a block of rows at a time (never the whole
-    /// `[tokens × vocabulary]`): row `r` predicts `ids[from + r]`, and with
-    /// `next` a last row predicts the token after `ids`.
-    fn head_blocks(&self, ids: &[u32], from: usize, next: bool, visit: &mut dyn FnMut(usize, Tensor) -> Result<()>) -> Result<()> {
-        match self.final_hidden(ids, from, next)? {
-            Some(hidden) => self.visit_head_blocks(&hidden, visit),
-            None => Ok(()),
-        }
+        Ok(out)
     }
 
     /// The head's f32 logits of `hidden`'s rows, a block of rows at a time.
@@ -710,27 +771,73 @@ impl Decoder {
     }
 
     /// The final-normed hidden states of the positions that predict
-    /// `ids[from..]` (and with `next` the token after `ids`), `[rows,
-    /// hidden]`; `None` when there are no such positions.
-    fn final_hidden(&self, ids: &[u32], from: usize, next: bool) -> Result<Option<Tensor>> {
-        let t = ids.len();
-        let from = from.max(1);
-        let rows = (t + usize::from(next)).saturating_sub(from);
-        if rows == 0 || t == 0 {
+    /// `ids[from..]` (and with `next` the token after `ids`) of several
+    /// sequences `(ids, from ≥ 1, next)` packed into one pass: their rows one
+    /// after another, and how many rows each has; `None` when none has any.
+    fn final_hidden_rows(&self, sequences: &[(&[u32], usize, bool)]) -> Result<Option<(Tensor, Vec<usize>)>> {
+        let rows: Vec<usize> = sequences
+            .iter()
+            .map(|&(ids, from, next)| if ids.is_empty() { 0 } else { (ids.len() + usize::from(next)).saturating_sub(from) })
+            .collect();
+        if rows.iter().all(|&r| r == 0) {
             return Ok(None);
         }
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
-            candle_core::bail!("token id {bad} is outside the model's vocabulary of {}", self.vocab_size);
+        // Sequences with no row to score are left out of the pass.
+        let included: Vec<(&[u32], usize, bool)> = sequences.iter().zip(&rows).filter(|(_, &r)| r > 0).map(|(&s, _)| s).collect();
+        let total: usize = included.iter().map(|(ids, ..)| ids.len()).sum();
+        let mut all = Vec::with_capacity(total);
+        let mut starts = Vec::with_capacity(included.len());
+        let mut positions = Vec::with_capacity(total);
+        for (ids, ..) in &included {
+            if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+                candle_core::bail!("token id {bad} is outside the model's vocabulary of {}", self.vocab_size);
+            }
+            starts.push(all.len());
+            all.extend_from_slice(ids);
+            positions.extend(0..ids.len());
         }
-        let mut x = self.embed(ids)?;
-        let (cos, sin) = self.rope_tables(t)?;
+        let mut x = self.embed(&all)?;
+        let (cos, sin) = self.rope_rows(&positions)?;
         let intermediate = self.layers.first().map_or(1, |l| l.mlp.intermediate);
+        let starts = if starts.len() == 1 { Vec::new() } else { starts };
         for layer in &self.layers {
-            x = layer.forward(&x, &cos, &sin, intermediate, None)?;
+            x = layer.forward(&x, &cos, &sin, intermediate, &starts, None)?;
         }
         // Only the positions that predict a wanted token go through the head.
-        Ok(Some(self.norm.forward(&x.narrow(0, from - 1, rows)?)?))
+        let mut wanted = Vec::with_capacity(included.len());
+        let mut offset = 0;
+        for &(ids, from, next) in &included {
+            let count = (ids.len() + usize::from(next)) - from;
+            wanted.push(x.narrow(0, offset + from - 1, count)?);
+            offset += ids.len();
+        }
+        let hidden = if wanted.len() == 1 { wanted.pop().expect("one") } else { Tensor::cat(&wanted, 0)? };
+        Ok(Some((self.norm.forward(&hidden)?, rows)))
     }
+}
+
+/// One request of [`Decoder::prompt_logprobs_packed`]: score `ids[from..]`
+/// with ranks and the `top` most likely tokens, and with `next` the most
+/// likely token after `ids`.
+#[derive(Clone, Copy, Debug)]
+pub struct PromptRequest<'a> {
+    pub ids: &'a [u32],
+    pub from: usize,
+    pub top: usize,
+    pub next: bool,
+}
+
+/// Per token of a packed pass, the first token of its record (`starts`
+/// empty: all 0).
+fn record_start_of_each_token(starts: &[usize], tokens: usize) -> Vec<usize> {
+    let mut first = vec![0; tokens];
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(tokens).min(tokens);
+        if start < end {
+            first[start..end].fill(start);
+        }
+    }
+    first
 }
 
 /// Per row of a tile of logits: `(max, Σ e^(x − max))`, and the target's logit if the tile holds it.

@@ -120,7 +120,7 @@ impl Decoder {
         let mut caches = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let mut kept = None;
-            x = layer.forward(&x, &cos, &sin, intermediate, Some(&mut kept))?;
+            x = layer.forward(&x, &cos, &sin, intermediate, &[], Some(&mut kept))?;
             let (k, v) = kept.ok_or_else(|| candle_core::Error::Msg("attention kept no keys".into()))?;
             let mut cache = KvCache::new(2, capacity.max(t));
             cache.append(&k.unsqueeze(0)?.contiguous()?, &v.unsqueeze(0)?.contiguous()?)?;

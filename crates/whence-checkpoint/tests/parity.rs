@@ -174,3 +174,99 @@ fn llama3_rope_scaling_sharded_f16() {
 fn mistral_gqa() {
     check("tiny-mistral");
 }
+
+/// Several records in one pass give what each gives alone (≤ 1e-5), on
+/// both paths, in f32 and (fused) bf16; records without a scored token and
+/// empty ones are fine anywhere in the pack.
+#[test]
+fn packed_passes_equal_one_record_per_pass() {
+    for name in ["tiny-qwen2", "tiny-qwen3", "tiny-llama3", "tiny-mistral"] {
+        let dir = fixtures().join(name);
+        let config = Config::from_dir(&dir).unwrap();
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("expected/{name}.json"))).unwrap()).unwrap();
+        let cases: Vec<(Vec<u32>, usize)> = expected["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|case| {
+                let ids = case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+                (ids, case["first_response_token"].as_u64().unwrap() as usize)
+            })
+            .collect();
+        for (dtype, ops) in [(DType::F32, Ops::Fused), (DType::F32, Ops::Generic), (DType::BF16, Ops::Fused)] {
+            let decoder = Decoder::load_with(&config, open_weights(&dir, dtype, &Device::Cpu).unwrap(), ops).unwrap();
+            let mut sequences: Vec<(&[u32], usize)> = Vec::new();
+            for (i, (ids, from)) in cases.iter().enumerate() {
+                sequences.push((ids, if i % 2 == 0 { 1 } else { *from }));
+                // A short prefix too, shorter than an attention tile.
+                sequences.push((&ids[..40], 3));
+            }
+            sequences.insert(1, (&cases[0].0[..1], 1));
+            sequences.insert(3, (&[], 1));
+            let packed = decoder.token_logprobs_packed(&sequences).unwrap();
+            assert_eq!(packed.len(), sequences.len());
+            let mut differences = Differences::default();
+            for ((ids, from), got) in sequences.iter().zip(&packed) {
+                let alone = decoder.token_logprobs(ids, *from).unwrap();
+                assert_eq!(got.len(), alone.len(), "{name} {dtype:?} {ops:?}");
+                let as_f64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+                differences.add(&as_f64(got), &as_f64(&alone));
+            }
+            let (max, mean) = (differences.max, differences.mean());
+            eprintln!("{name} {dtype:?} {ops:?}: packed vs alone, max |difference| {max:.2e}, mean {mean:.2e}");
+            // In bf16 a last-bit f32 difference (the attention's key tiles
+            // fall differently in a pack) can flip the bf16 rounding of an
+            // activation, so packed bf16 equals alone only to bf16 noise,
+            // far inside bf16's own distance from f32 (BF16_FUSED).
+            let (max_allowed, mean_allowed) = if dtype == DType::F32 { (1e-5, 1e-5) } else { (0.05, 2e-3) };
+            assert!(
+                max <= max_allowed && mean <= mean_allowed,
+                "{name} {dtype:?} {ops:?}: packed differs from alone by max {max:e}, mean {mean:e}"
+            );
+        }
+    }
+}
+
+/// What `whence serve` answers (ranks, top tokens, the next token) is the
+/// same for requests packed into one pass as for each alone.
+#[test]
+fn packed_prompt_logprobs_equal_one_request_per_pass() {
+    use whence_checkpoint::PromptRequest;
+    for name in ["tiny-qwen2", "tiny-mistral"] {
+        let dir = fixtures().join(name);
+        let config = Config::from_dir(&dir).unwrap();
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("expected/{name}.json"))).unwrap()).unwrap();
+        let cases: Vec<Vec<u32>> = expected["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|case| case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
+            .collect();
+        for ops in [Ops::Fused, Ops::Generic] {
+            let decoder = Decoder::load_with(&config, open_weights(&dir, DType::F32, &Device::Cpu).unwrap(), ops).unwrap();
+            let requests: Vec<PromptRequest> = cases
+                .iter()
+                .enumerate()
+                .map(|(i, ids)| PromptRequest { ids, from: 1 + i * 7, top: i % 3 * 2, next: i % 2 == 0 })
+                .chain([PromptRequest { ids: &cases[0][..1], from: 1, top: 2, next: true }])
+                .collect();
+            let packed = decoder.prompt_logprobs_packed(&requests).unwrap();
+            for (request, got) in requests.iter().zip(&packed) {
+                let alone = decoder.prompt_logprobs(request.ids, request.from, request.top, request.next).unwrap();
+                assert_eq!(got.next.map(|(token, _)| token), alone.next.map(|(token, _)| token), "{name} {ops:?}");
+                assert_eq!(got.positions.len(), alone.positions.len());
+                for (g, a) in got.positions.iter().zip(&alone.positions) {
+                    assert!((g.logprob - a.logprob).abs() <= 1e-5, "{name} {ops:?}: {} vs {}", g.logprob, a.logprob);
+                    assert_eq!(g.rank, a.rank);
+                    assert_eq!(
+                        g.top.iter().map(|t| t.0).collect::<Vec<_>>(),
+                        a.top.iter().map(|t| t.0).collect::<Vec<_>>(),
+                        "{name} {ops:?}"
+                    );
+                }
+            }
+        }
+    }
+}
