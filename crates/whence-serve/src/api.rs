@@ -383,13 +383,15 @@ fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
     let decode = |ids: &[u32], skip: bool| model.decode(ids, skip);
     let token_text = |id: u32| model.token_text(id);
 
-    // The model is this request's until the answer is made.
-    let session = model.session();
-    if max_tokens > 0 && session.on_cpu() {
-        let longest = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0) + max_tokens;
-        if let Some(message) = kv_budget(session.kv_bytes_per_token(), settings.n, longest, whence_checkpoint::generate::kv_cache_memory())
-        {
-            return Err(message);
+    if max_tokens > 0 {
+        let session = model.session();
+        if session.on_cpu() {
+            let longest = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0) + max_tokens;
+            let bytes = session.kv_bytes_per_token();
+            drop(session);
+            if let Some(message) = kv_budget(bytes, settings.n, longest, whence_checkpoint::generate::kv_cache_memory()) {
+                return Err(message);
+            }
         }
     }
     let mut choices = Vec::with_capacity(prompts.len().saturating_mul(settings.n).min(4096));
@@ -398,7 +400,8 @@ fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
         let ids = &prompt.ids;
         prompt_tokens += ids.len();
         let scores = match score_top {
-            Some(top) => match session.score(ids, top, greedy_from_scoring) {
+            // Scoring is packed with other requests' (Model::score).
+            Some(top) => match model.score(ids, top, greedy_from_scoring) {
                 Ok(scores) => Some(scores),
                 Err(message) => return Ok(error(500, &message)),
             },
@@ -423,7 +426,7 @@ fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
             }
             vec![Continuation { tokens: vec![token], logprobs: vec![logprob], stopped }; settings.n]
         } else {
-            match session.generate(ids, settings.n, max_tokens, &mut policy) {
+            match model.session().generate(ids, settings.n, max_tokens, &mut policy) {
                 Ok(continuations) => continuations,
                 Err(message) => return Ok(error(500, &message)),
             }
@@ -471,7 +474,6 @@ fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
             }));
         }
     }
-    drop(session);
     static REQUESTS: AtomicU64 = AtomicU64::new(0);
     Ok(ok(json!({
         "id": format!("cmpl-{}-{}", model.created(), REQUESTS.fetch_add(1, Ordering::Relaxed)),
