@@ -156,7 +156,7 @@ fn parse_fallback(s: &str) -> Result<whence_grade::Fallback, String> {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Models")]
 pub struct ModelArgs {
-    /// Compute dtype of checkpoint scorers: f32 (exact; fastest on CPU), bf16, f16
+    /// Compute dtype of checkpoint scorers: f32 (exact), bf16 (weights in bf16, half the memory; on the CPU products of bf16 with f32 sums, everything else f32), f16
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     pub dtype: candle_core::DType,
     /// Device of checkpoint scorers: cpu, cuda, cuda:N, metal (cuda/metal need the cargo feature)
@@ -168,6 +168,9 @@ pub struct ModelArgs {
     /// Score only the first max_position_embeddings tokens of longer sequences instead of failing
     #[arg(long)]
     pub truncate: bool,
+    /// Tokens one forward pass of a checkpoint may hold: short records are packed into passes of up to N tokens (each attends only to itself) [default: 8192 on a GPU; 1 on the CPU, one record per pass]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_tokens: Option<u64>,
     /// CPU threads for checkpoint scoring [default: all cores]
     #[arg(long)]
     pub threads: Option<usize>,
@@ -218,6 +221,7 @@ pub struct ScorerFactory {
     dtype: candle_core::DType,
     template: whence_encode::TemplateMode,
     truncate: bool,
+    batch_tokens: Option<usize>,
     cache_path: Option<PathBuf>,
     cache: Option<std::sync::Arc<whence_cache::ScoreCache>>,
     /// `whence merge`: the shards' scores instead of the named scorers.
@@ -280,6 +284,7 @@ impl ScorerFactory {
             dtype: args.dtype,
             template: args.template.clone(),
             truncate: args.truncate,
+            batch_tokens: args.batch_tokens.map(|n| n as usize),
             cache_path,
             cache: None,
             replay: None,
@@ -321,6 +326,7 @@ impl ScorerFactory {
                 device,
                 template: self.template.clone(),
                 truncate: self.truncate,
+                batch_tokens: self.batch_tokens,
             });
         }
         Ok(self.options.clone().expect("just set"))

@@ -63,9 +63,12 @@ pub struct ServeArgs {
     /// Seconds the requests in flight may take to finish after SIGTERM/SIGINT
     #[arg(long, default_value = "300", value_name = "SECONDS", value_parser = parse_seconds)]
     pub shutdown_timeout: Duration,
-    /// Compute dtype: f32 (exact; fastest on CPU), bf16, f16
+    /// Compute dtype: f32 (exact), bf16 (weights in bf16, half the memory; on the CPU products of bf16 with f32 sums, everything else f32), f16
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     pub dtype: candle_core::DType,
+    /// Tokens one scoring pass may hold: scoring requests that arrive while the model is busy are packed into one pass of up to N tokens [default: 8192 on a GPU; 1 on the CPU, one request per pass]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_tokens: Option<u64>,
     /// Device: cpu, cuda, cuda:N, metal (cuda/metal need the cargo feature)
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -83,7 +86,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
     let device = whence_checkpoint::device(&args.device).map_err(|e| crate::errors::UsageError(e.to_string()))?;
-    let checkpoint = whence_checkpoint::CheckpointOptions { dtype: args.dtype, device, ..Default::default() };
+    let checkpoint = whence_checkpoint::CheckpointOptions {
+        dtype: args.dtype,
+        device,
+        batch_tokens: args.batch_tokens.map(|n| n as usize),
+        ..Default::default()
+    };
     let options = whence_serve::ServeOptions {
         addr: SocketAddr::new(args.host, args.port),
         api_key: args.api_key,

@@ -129,3 +129,74 @@ fn score_writes_the_file_format_that_trace_reads_back() {
         assert!(a == b, "from files:\n{a}\ndirect:\n{b}");
     }
 }
+
+/// `score`'s records, in order, as (id, token log-probabilities).
+fn scored(path: &Path) -> Vec<(String, Vec<f64>)> {
+    read_jsonl(path)
+        .iter()
+        .map(|r| {
+            let logprobs = r["logprobs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            (r["id"].as_str().unwrap().to_string(), logprobs)
+        })
+        .collect()
+}
+
+fn assert_close(a: &[(String, Vec<f64>)], b: &[(String, Vec<f64>)], what: &str) {
+    assert_eq!(a.iter().map(|r| &r.0).collect::<Vec<_>>(), b.iter().map(|r| &r.0).collect::<Vec<_>>(), "{what}: ids");
+    for ((id, x), (_, y)) in a.iter().zip(b) {
+        assert_eq!(x.len(), y.len(), "{what}: {id}");
+        let max = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+        assert!(max <= 1e-5, "{what}: {id} differs by {max}");
+    }
+}
+
+#[test]
+fn packed_scoring_equals_one_record_per_pass_with_the_cache_and_shards() {
+    let scratch = Scratch::new("packed");
+    let input = records(&scratch, 12);
+    let score = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["-q", "score", "--model", "MODEL", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        let model = fixture("tiny-qwen3");
+        args[3] = &model;
+        args.extend(extra);
+        ok(whence(&args));
+    };
+    let unpacked = scratch.join("unpacked.jsonl");
+    score(&unpacked, &["--no-cache"]);
+    let reference = scored(&unpacked);
+
+    // 12 records of ~100-250 tokens: passes of up to 700 tokens hold several.
+    let packed = scratch.join("packed.jsonl");
+    let cache = scratch.join("cache.sqlite");
+    let cache_arg = cache.to_str().unwrap().to_string();
+    score(&packed, &["--batch-tokens", "700", "--cache", &cache_arg]);
+    assert_close(&scored(&packed), &reference, "packed");
+    // Records that share a pass are multiplied in other blocks, which moves
+    // the last bits of some values: these inputs were packed.
+    assert!(std::fs::read(&packed).unwrap() != std::fs::read(&unpacked).unwrap(), "--batch-tokens 700 packed nothing");
+    assert_eq!(whence_cache::ScoreCache::open(&cache).unwrap().len(None).unwrap(), 12);
+
+    // A rerun reads every record from the cache the packed run filled.
+    let again = scratch.join("again.jsonl");
+    score(&again, &["--batch-tokens", "700", "--cache", &cache_arg]);
+    assert!(std::fs::read(&again).unwrap() == std::fs::read(&packed).unwrap(), "the cached rerun differs");
+
+    // Shards pack their own records; merged, they give the same scores.
+    let mut shards = Vec::new();
+    for k in 1..=2 {
+        let dir = scratch.join(&format!("shard{k}"));
+        score(&dir, &["--batch-tokens", "700", "--no-cache", "--shard", &format!("{k}/2")]);
+        shards.push(dir.display().to_string());
+    }
+    let merged = scratch.join("merged.jsonl");
+    let mut merge = vec!["-q".to_string(), "merge".into()];
+    merge.extend(shards);
+    merge.extend(["--out".into(), merged.display().to_string()]);
+    ok(whence(&merge));
+    assert_close(&scored(&merged), &reference, "merged shards");
+
+    // --batch-tokens 0 is a usage error that names the flag.
+    let bad = whence(["score", "--model", &fixture("tiny-qwen3"), "--input", input.to_str().unwrap(), "--batch-tokens", "0"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--batch-tokens"), "{}", stderr(&bad));
+}
