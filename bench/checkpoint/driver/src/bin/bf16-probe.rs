@@ -5,20 +5,13 @@
 //!   this CPU has (`avx512-bf16`: vdpbf16ps; `widened-f32`: the weight widened
 //!   to f32 per task, then gemm-f32).
 //!
-//! Best of REPEATS, wall time and process CPU time. Threads: RAYON_NUM_THREADS.
+//! Best of REPEATS, wall time (a product takes milliseconds, below the
+//! resolution of /proc's CPU-time ticks, so CPU time is not reported). Threads: RAYON_NUM_THREADS.
 //! Usage: bf16-probe [M] [REPEATS]
 
 use std::time::Instant;
 
 use whence_checkpoint::bf16::{Bf16Kernel, PackedBf16};
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 =
-        fields.get(11).and_then(|s| s.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -26,8 +19,8 @@ fn main() {
     let repeats: usize = args.get(2).map_or(5, |s| s.parse().expect("REPEATS"));
     let shapes = [("qkv", 896, 1152), ("o", 896, 896), ("gate_up", 896, 9728), ("down", 4864, 896), ("head", 896, 16_384)];
     println!("rows {m}, threads {}", rayon::current_num_threads());
-    println!("| product | k × n | engine | GFLOP/s (wall) | GFLOP/s per CPU second |");
-    println!("|---|---|---|---|---|");
+    println!("| product | k × n | engine | GFLOP/s (wall) |");
+    println!("|---|---|---|---|");
     for (name, k, n) in shapes {
         let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 2003) as f32 / 1000.0 - 1.0).collect();
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 4001) as f32 / 100_000.0 - 0.02).collect();
@@ -47,18 +40,13 @@ fn main() {
         }
         for (engine, run) in engines.iter_mut() {
             run(&mut out);
-            let (mut best, mut cpu_of_best) = (f64::INFINITY, 0.0);
+            let mut best = f64::INFINITY;
             for _ in 0..repeats {
-                let (start, cpu) = (Instant::now(), cpu_seconds());
+                let start = Instant::now();
                 run(&mut out);
-                let wall = start.elapsed().as_secs_f64();
-                if wall < best {
-                    best = wall;
-                    cpu_of_best = cpu_seconds() - cpu;
-                }
+                best = best.min(start.elapsed().as_secs_f64());
             }
-            let per_cpu = if cpu_of_best > 0.0 { format!("{:.1}", flops / cpu_of_best / 1e9) } else { "–".into() };
-            println!("| {name} | {k} × {n} | {engine} | {:.1} | {per_cpu} |", flops / best / 1e9);
+            println!("| {name} | {k} × {n} | {engine} | {:.1} |", flops / best / 1e9);
         }
     }
 }
