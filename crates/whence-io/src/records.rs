@@ -40,6 +40,9 @@ use whence_core::{ChatMessage, Prompt, Record, SourceLocation};
 pub enum InputFormat {
     Jsonl,
     Parquet,
+    /// An Arrow table handed over in memory (the Python API's DataFrames,
+    /// `pyarrow.Table`s, lists of dicts).
+    Arrow,
 }
 
 impl InputFormat {
@@ -209,9 +212,20 @@ pub fn read_records(path: &Path, options: &ReadOptions) -> Result<RecordSet, Inp
     let mut reader = Reader::new(path, options);
     let original = match format {
         InputFormat::Jsonl => reader.read_jsonl()?,
-        InputFormat::Parquet => reader.read_parquet()?,
+        InputFormat::Parquet | InputFormat::Arrow => reader.read_parquet()?,
     };
     Ok(RecordSet { path: path.to_path_buf(), format, records: reader.records, skipped: reader.skipped, original })
+}
+
+/// Reads every row of an Arrow batch handed over in memory, as a Parquet
+/// file's rows are read. `source` names the table in locations and default
+/// ids (`SOURCE row N`, `SOURCE:N`), as a file name does.
+pub fn read_batch(batch: RecordBatch, source: &str, options: &ReadOptions) -> Result<RecordSet, InputError> {
+    let path = Path::new(source);
+    let mut reader = Reader::new(path, options);
+    reader.file_name = source.to_string();
+    let original = reader.read_rows(batch)?;
+    Ok(RecordSet { path: path.to_path_buf(), format: InputFormat::Arrow, records: reader.records, skipped: reader.skipped, original })
 }
 
 struct Reader<'a> {
@@ -276,6 +290,11 @@ impl<'a> Reader<'a> {
         let format_error = |message: String| InputError::Format { path: self.display.clone(), message };
         let file = File::open(self.path).map_err(|e| self.io_error(e))?;
         let batch = read_parquet_file(file).map_err(format_error)?;
+        self.read_rows(batch)
+    }
+
+    fn read_rows(&mut self, batch: RecordBatch) -> Result<OriginalRows, InputError> {
+        let format_error = |message: String| InputError::Format { path: self.display.clone(), message };
         let objects = batch_to_json_objects(&batch).map_err(|e| format_error(format!("cannot convert rows to JSON: {e}")))?;
         let mut rows = Vec::new();
         for (row, object) in objects.into_iter().enumerate() {

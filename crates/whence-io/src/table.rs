@@ -125,7 +125,9 @@ impl Table {
         Ok(())
     }
 
-    fn write_parquet<W: Write + Send>(&self, writer: &mut W) -> std::io::Result<()> {
+    /// The table as one Arrow batch: text as `Utf8`, integers as `UInt64`,
+    /// floats as `Float64`, every column nullable (the Parquet file's schema).
+    pub fn to_record_batch(&self) -> Result<RecordBatch, arrow_schema::ArrowError> {
         let mut fields = Vec::with_capacity(self.columns.len());
         let mut arrays = Vec::with_capacity(self.columns.len());
         for (name, column) in &self.columns {
@@ -134,11 +136,16 @@ impl Table {
             arrays.push(array);
         }
         let schema = Arc::new(Schema::new(fields));
-        let batch = if arrays.is_empty() {
-            RecordBatch::new_empty(schema.clone())
+        if arrays.is_empty() {
+            Ok(RecordBatch::new_empty(schema))
         } else {
-            RecordBatch::try_new(schema.clone(), arrays).map_err(std::io::Error::other)?
-        };
+            RecordBatch::try_new(schema, arrays)
+        }
+    }
+
+    fn write_parquet<W: Write + Send>(&self, writer: &mut W) -> std::io::Result<()> {
+        let batch = self.to_record_batch().map_err(std::io::Error::other)?;
+        let schema = batch.schema();
         let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
         let mut parquet = ArrowWriter::try_new(writer, schema, Some(properties)).map_err(std::io::Error::other)?;
         parquet.write(&batch).map_err(std::io::Error::other)?;

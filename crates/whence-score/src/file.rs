@@ -64,8 +64,18 @@ struct ParquetRows {
 }
 
 enum Rows {
-    Jsonl { file: File, index: HashMap<String, LineEntry> },
+    Jsonl {
+        file: File,
+        index: HashMap<String, LineEntry>,
+    },
     Parquet(Box<ParquetRows>),
+    /// An Arrow table handed over in memory, as one JSON line per row (the
+    /// form a Parquet row group is read in), and each id's row.
+    Memory {
+        json: Vec<u8>,
+        rows: Vec<Range<usize>>,
+        index: HashMap<String, usize>,
+    },
 }
 
 impl std::fmt::Debug for Rows {
@@ -73,6 +83,7 @@ impl std::fmt::Debug for Rows {
         match self {
             Rows::Jsonl { index, .. } => write!(f, "Jsonl({} records)", index.len()),
             Rows::Parquet(rows) => write!(f, "Parquet({} records)", rows.index.len()),
+            Rows::Memory { index, .. } => write!(f, "Memory({} records)", index.len()),
         }
     }
 }
@@ -274,6 +285,59 @@ impl FileScorer {
         })
     }
 
+    /// Scores given as an Arrow table in memory (the Python API's
+    /// precomputed log-probabilities), with the columns of a Parquet scorer
+    /// file: `id`, `logprobs`, and `offsets` or `token_ids`. `source` names
+    /// the table in errors (`SOURCE row N`) and in the summary; the
+    /// fingerprint is the sha256 of the rows' content, so the same numbers
+    /// give the same fingerprint wherever they come from.
+    pub fn from_batch(batch: &arrow_array::RecordBatch, source: &str) -> Result<Self, ScoreError> {
+        let invalid = |message: String| ScoreError::InvalidSource(format!("{source}: {message}"));
+        let schema = batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let listing = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let has = |name: &str| names.contains(&name);
+        for name in ["id", "logprobs"] {
+            if !has(name) {
+                return Err(invalid(format!("column `{name}` is missing (columns: {listing})")));
+            }
+        }
+        match (has("offsets"), has("token_ids")) {
+            (true, true) => return Err(invalid("has both an `offsets` and a `token_ids` column; give one".into())),
+            (false, false) => {
+                return Err(invalid(format!("has neither an `offsets` column (byte spans) nor a `token_ids` column (columns: {listing})")))
+            }
+            _ => {}
+        }
+        let keep: Vec<usize> =
+            ["id", "offsets", "token_ids", "logprobs"].iter().filter_map(|name| names.iter().position(|n| n == name)).collect();
+        let projected = batch.project(&keep).map_err(|e| invalid(e.to_string()))?;
+        let mut json = Vec::new();
+        batch_json(&projected, &mut json).map_err(|e| invalid(format!("cannot convert rows to JSON: {e}")))?;
+        let rows = line_ranges(&json);
+        let mut index = HashMap::with_capacity(rows.len());
+        for (row, range) in rows.iter().enumerate() {
+            let location = format!("{source} row {row}");
+            let (id, _) = parse_id(&json[range.clone()], &location)?;
+            if let Some(previous) = index.insert(id.clone(), row) {
+                return Err(ScoreError::InvalidSource(format!(
+                    "{location}: field `id`: duplicate id `{id}`, first seen at row {previous}"
+                )));
+            }
+        }
+        let content_digest = format!("{:x}", Sha256::digest(&json));
+        let token_ids_at = has("token_ids").then(|| format!("{source} (column `token_ids`)"));
+        Ok(FileScorer {
+            path: PathBuf::from(source),
+            rows: Rows::Memory { json, rows, index },
+            info: ModelInfo { kind: "table".into(), source: source.to_string(), fingerprint: format!("sha256:{content_digest}") },
+            buffer: Vec::new(),
+            content_digest,
+            token_ids_at,
+            decoder: None,
+        })
+    }
+
     fn index_jsonl(file: File, display: &str, hasher: &mut Sha256) -> Result<(Rows, Option<String>), ScoreError> {
         let io_error = |source| ScoreError::Io { context: format!("cannot read scorer file {display}"), source };
         let mut reader = BufReader::with_capacity(1 << 20, file.try_clone().map_err(io_error)?);
@@ -317,6 +381,7 @@ impl FileScorer {
         match &self.rows {
             Rows::Jsonl { index, .. } => index.len(),
             Rows::Parquet(rows) => rows.index.len(),
+            Rows::Memory { index, .. } => index.len(),
         }
     }
 
@@ -352,8 +417,9 @@ impl FileScorer {
 
     /// Reads the record's line or row into `self.buffer`; returns where it is.
     fn read_entry(&mut self, record: &Record) -> Result<String, ScoreError> {
+        let what = if matches!(self.rows, Rows::Memory { .. }) { "scorer table" } else { "scorer file" };
         let missing = || ScoreError::MissingRecord {
-            scorer: format!("scorer file {}", self.info.source),
+            scorer: format!("{what} {}", self.info.source),
             id: record.id.clone(),
             input: record.source.to_string(),
         };
@@ -376,6 +442,12 @@ impl FileScorer {
                 self.buffer.clear();
                 self.buffer.extend_from_slice(&loaded.json[range]);
                 Ok(format!("{source} row {}", entry.row))
+            }
+            Rows::Memory { json, rows, index } => {
+                let row = *index.get(&record.id).ok_or_else(missing)?;
+                self.buffer.clear();
+                self.buffer.extend_from_slice(&json[rows[row].clone()]);
+                Ok(format!("{source} row {row}"))
             }
         }
     }
@@ -502,6 +574,61 @@ impl Scorer for FileScorer {
 mod tests {
     use super::*;
     use whence_core::{Prompt, SourceLocation};
+
+    /// `id`, `offsets` (list of [start, end]) and `logprobs` columns.
+    fn score_batch(rows: &[(&str, &[(u64, u64)], &[f64])]) -> arrow_array::RecordBatch {
+        use arrow_array::builder::{Float64Builder, ListBuilder, UInt64Builder};
+        use arrow_array::{ArrayRef, StringArray};
+        let ids = StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>());
+        let mut offsets = ListBuilder::new(ListBuilder::new(UInt64Builder::new()));
+        let mut logprobs = ListBuilder::new(Float64Builder::new());
+        for (_, spans, lps) in rows {
+            for &(start, end) in spans.iter() {
+                offsets.values().values().append_value(start);
+                offsets.values().values().append_value(end);
+                offsets.values().append(true);
+            }
+            offsets.append(true);
+            logprobs.values().append_slice(lps);
+            logprobs.append(true);
+        }
+        let columns: Vec<(&str, ArrayRef)> =
+            vec![("id", Arc::new(ids)), ("offsets", Arc::new(offsets.finish())), ("logprobs", Arc::new(logprobs.finish()))];
+        arrow_array::RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    use std::sync::Arc;
+
+    #[test]
+    fn a_table_in_memory_scores_as_the_same_rows_in_a_file() {
+        let batch = score_batch(&[("a", &[(0, 3), (3, 7)], &[-0.5, -1.25]), ("b", &[(0, 2)], &[-2.0])]);
+        let mut table = FileScorer::from_batch(&batch, "scores").unwrap();
+        let (_dir, file) = scorer_for(
+            "{\"id\":\"a\",\"offsets\":[[0,3],[3,7]],\"logprobs\":[-0.5,-1.25]}\n{\"id\":\"b\",\"offsets\":[[0,2]],\"logprobs\":[-2.0]}\n",
+        );
+        let mut file = file.unwrap();
+        for (id, response) in [("a", "abc defg"), ("b", "xy")] {
+            assert_eq!(table.score(&record(id, response)).unwrap(), file.score(&record(id, response)).unwrap());
+        }
+        assert_eq!(table.info().kind, "table");
+        let again = FileScorer::from_batch(&batch, "elsewhere").unwrap();
+        assert_eq!(again.info().fingerprint, table.info().fingerprint);
+        let error = table.score(&record("c", "zz")).unwrap_err().to_string();
+        assert!(error.contains("scorer table scores has no scores for record `c`"), "{error}");
+        let error = table.score(&record("b", "x")).unwrap_err().to_string();
+        assert_eq!(error, "scores row 1: field `offsets[0]`: span [0, 2) ends past the response, which is 1 bytes long");
+    }
+
+    #[test]
+    fn a_table_without_the_columns_says_which_it_has() {
+        let batch = score_batch(&[("a", &[(0, 1)], &[-0.5])]);
+        let no_logprobs = batch.project(&[0, 1]).unwrap();
+        let error = FileScorer::from_batch(&no_logprobs, "t").unwrap_err().to_string();
+        assert_eq!(error, "t: column `logprobs` is missing (columns: `id`, `offsets`)");
+        let twice = score_batch(&[("a", &[(0, 1)], &[-0.5]), ("a", &[(0, 1)], &[-0.5])]);
+        let error = FileScorer::from_batch(&twice, "t").unwrap_err().to_string();
+        assert_eq!(error, "t row 1: field `id`: duplicate id `a`, first seen at row 0");
+    }
 
     fn record(id: &str, response: &str) -> Record {
         Record {
