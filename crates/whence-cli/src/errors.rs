@@ -1,7 +1,5 @@
 //! Printing errors, with hints, and choosing the exit code.
 
-use std::process::ExitCode;
-
 use whence_io::InputError;
 use whence_pipeline::PipelineError;
 use whence_score::ScoreError;
@@ -18,7 +16,7 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-fn is_input_error(error: &anyhow::Error) -> bool {
+pub fn is_input_error(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.is::<UsageError>()
             || cause.is::<InputError>()
@@ -29,7 +27,7 @@ fn is_input_error(error: &anyhow::Error) -> bool {
     })
 }
 
-fn hint(error: &anyhow::Error) -> Option<&'static str> {
+pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
     let text = format!("{error:#}");
     if text.contains("no prompt: none of the fields") {
         return Some("name the prompt field with --prompt-field (e.g. --prompt-field question)");
@@ -49,14 +47,20 @@ fn hint(error: &anyhow::Error) -> Option<&'static str> {
 }
 
 /// Prints `error` (its causes joined by `: `) and a hint, and returns the exit code.
-pub fn report(error: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {error:#}");
-    if let Some(hint) = hint(error) {
-        eprintln!("hint: {hint}");
-    }
+pub fn report(error: &anyhow::Error) -> u8 {
+    eprintln!("error: {}", message(error));
     if is_input_error(error) {
-        ExitCode::from(2)
+        2
     } else {
-        ExitCode::FAILURE
+        1
+    }
+}
+
+/// What the command line prints after `error: `: the causes joined by
+/// `: `, and the `hint:` line when there is one.
+pub fn message(error: &anyhow::Error) -> String {
+    match hint(error) {
+        Some(hint) => format!("{error:#}\nhint: {hint}"),
+        None => format!("{error:#}"),
     }
 }

@@ -40,7 +40,10 @@ pub fn init_logging(verbosity: Verbosity) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
-        .init();
+        .try_init()
+        // Already set: a second command line in one process (the Python
+        // package's `whence._whence.cli`) logs through the first one's.
+        .ok();
 }
 
 /// A progress bar per step (records, tokens/s, ETA), drawn on stderr only

@@ -13,5 +13,5 @@ pub mod records;
 pub mod table;
 
 pub use atomic::{write_atomic, write_json_atomic, write_lines_atomic};
-pub use records::{read_batch, read_records, FieldNames, InputError, InputFormat, ReadOptions, RecordSet, Skipped};
+pub use records::{read_batch, read_records, FieldNames, InputError, InputFormat, OriginalRow, ReadOptions, RecordSet, Skipped};
 pub use table::{Column, OutputFormat, Table};

@@ -150,7 +150,23 @@ pub struct RecordSet {
     original: OriginalRows,
 }
 
+/// Where a record came from in its input: the raw JSONL line, byte for
+/// byte, or its row of the Parquet file or Arrow batch (0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginalRow<'a> {
+    Line(&'a [u8]),
+    Row(usize),
+}
+
 impl RecordSet {
+    /// Where `records[index]` came from in the input.
+    pub fn original_row(&self, index: usize) -> OriginalRow<'_> {
+        match &self.original {
+            OriginalRows::Jsonl(lines) => OriginalRow::Line(&lines[index]),
+            OriginalRows::Parquet { rows, .. } => OriginalRow::Row(rows[index]),
+        }
+    }
+
     /// Drops records (e.g. ones a scorer could not score under
     /// `--skip-invalid`), keeping the original rows in step.
     pub fn retain(&mut self, mut keep: impl FnMut(usize, &Record) -> bool) {

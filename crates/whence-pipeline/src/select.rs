@@ -85,6 +85,19 @@ impl SelectOutput {
         PathBuf::from(name)
     }
 
+    /// The input, less records dropped as invalid.
+    pub fn input(&self) -> &RecordSet {
+        &self.input
+    }
+
+    /// Indices into [`SelectOutput::input`]'s records of the kept ones, in
+    /// input order.
+    pub fn kept_indices(&self) -> Vec<usize> {
+        let mut kept = self.kept.clone();
+        kept.sort_unstable();
+        kept
+    }
+
     /// The kept records, one per question, in input order.
     pub fn kept_records(&self) -> impl Iterator<Item = &Record> {
         let mut kept = self.kept.clone();
