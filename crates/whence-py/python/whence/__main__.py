@@ -1,0 +1,5 @@
+"""``python -m whence``: the ``whence`` command line."""
+
+from ._cli import main
+
+main()
