@@ -77,3 +77,18 @@ def test_every_function_is_documented():
         assert argument in whence.trace.__doc__, argument
     assert "strategy" in whence.select.__doc__ and "candidates" in whence.attribute.__doc__
     assert issubclass(whence.InputError, whence.WhenceError) and issubclass(whence.ModelError, whence.WhenceError)
+
+
+def test_the_readmes_example_plots_the_position_profile(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pandas")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "position_profile.py"
+    out = tmp_path / "profile.png"
+    result = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "48 trajectories, 655 actions" in result.stdout
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

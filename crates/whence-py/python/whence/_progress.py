@@ -1,5 +1,6 @@
 """Progress of a job: a tqdm bar (``tqdm.auto``: notebooks too) when tqdm
-is installed, else a line on stderr now and then."""
+is installed and stderr is a terminal or a notebook's, else a line on
+stderr every few seconds (logs of batch jobs stay readable)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ class Bars:
     ``finish`` from the job's thread."""
 
     def __init__(self) -> None:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            tqdm = None
+        tqdm = None
+        interactive = "ipykernel" in sys.modules or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+        if interactive:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
         self._tqdm = tqdm
         self._bar: Any = None
         self._step = ""
@@ -42,7 +46,7 @@ class Bars:
         if self._bar is not None:
             self._bar.set_postfix_str(f"{self._rate():.0f} tokens/s", refresh=False)
             self._bar.update(done)
-        elif time.monotonic() - self._printed >= 2.0:
+        elif time.monotonic() - self._printed >= 5.0:
             self._printed = time.monotonic()
             print(f"{self._step}: {self._done}/{self._total} records, {self._rate():.0f} tokens/s", file=sys.stderr, flush=True)
 
