@@ -130,7 +130,7 @@ fn model_args(given: Option<&Bound<'_, PyDict>>) -> PyResult<ModelArgs> {
                 }
                 args.batch_tokens = Some(n);
             }
-            "threads" => args.threads = Some(value.extract().map_err(|_| wrong("a positive int"))?),
+            "threads" => set_threads(value.extract().map_err(|_| wrong("a positive int"))?)?,
             "cache" => {
                 if let Ok(false) = value.extract::<bool>() {
                     args.no_cache = true;
@@ -157,6 +157,24 @@ fn model_args(given: Option<&Bound<'_, PyDict>>) -> PyResult<ModelArgs> {
         }
     }
     Ok(args)
+}
+
+/// Sizes the process's CPU thread pool (candle's and whence's kernels run
+/// on rayon's global pool). The command line sets RAYON_NUM_THREADS before
+/// any thread starts; in a Python process other threads may run, so the
+/// pool is built here instead, once: a later, different size is an error.
+fn set_threads(threads: usize) -> PyResult<()> {
+    if threads == 0 {
+        return Err(errors::input("threads: must be at least 1"));
+    }
+    if rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().is_ok() || rayon::current_num_threads() == threads {
+        return Ok(());
+    }
+    Err(errors::input(format!(
+        "threads: this process's CPU thread pool already runs {} threads, and it is sized once\nhint: pass threads={} (or nothing), or give threads= in the first call, or set RAYON_NUM_THREADS before starting Python",
+        rayon::current_num_threads(),
+        rayon::current_num_threads()
+    )))
 }
 
 /// Whether checkpoints score one record per pass (the CPU default), so that

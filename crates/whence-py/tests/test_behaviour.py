@@ -92,3 +92,24 @@ def test_the_readmes_example_plots_the_position_profile(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "48 trajectories, 655 actions" in result.stdout
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_threads_size_the_pool_once(tmp_path):
+    import subprocess
+    import sys
+
+    script = f"""
+import whence
+from pathlib import Path
+data = Path({str(EXAMPLE)!r})
+roles = {{r: f"file:{{data / (r + '.jsonl')}}" for r in ("teacher", "student", "distilled")}}
+whence.trace(data / "records.jsonl", **roles, threads=1, progress=False)
+whence.trace(data / "records.jsonl", **roles, threads=1, progress=False)
+try:
+    whence.trace(data / "records.jsonl", **roles, threads=2, progress=False)
+except whence.InputError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("threads: this process's CPU thread pool already runs 1 threads"), result.stdout
