@@ -336,7 +336,7 @@ impl ScorerFactory {
         if self.cache.is_none() {
             if let Some(path) = &self.cache_path {
                 let cache = whence_cache::ScoreCache::open(path)
-                    .with_context(|| format!("opening the score cache (pass --no-cache to run without it)"))?;
+                    .context("opening the score cache (pass --no-cache to run without it)")?;
                 tracing::debug!("score cache: {}", path.display());
                 self.cache = Some(std::sync::Arc::new(cache));
             }

@@ -183,6 +183,63 @@ fn one_record_per_pass(args: &ModelArgs) -> bool {
     args.device == "cpu" && args.batch_tokens.is_none_or(|n| n <= 1)
 }
 
+/// What every job takes besides its scorers and settings.
+struct JobInput {
+    input: RecordsArg,
+    fields: Fields,
+    models: ModelArgs,
+    skip_invalid: bool,
+}
+
+impl JobInput {
+    fn extract(
+        records: &Bound<'_, PyAny>,
+        records_name: &str,
+        fields: Option<&Bound<'_, PyDict>>,
+        models: Option<&Bound<'_, PyDict>>,
+        skip_invalid: bool,
+    ) -> PyResult<Self> {
+        Ok(JobInput {
+            input: RecordsArg::extract(records, records_name)?,
+            fields: Fields::extract(fields)?,
+            models: model_args(models)?,
+            skip_invalid,
+        })
+    }
+
+    /// On the worker: reads the records, and makes the scorer factory.
+    fn open(self, control: &JobControl) -> anyhow::Result<(whence_io::RecordSet, Opener)> {
+        let records = self.input.read(&self.fields, self.skip_invalid, false)?;
+        let factory = ScorerFactory::new(&self.models)?;
+        let per_record = one_record_per_pass(&self.models);
+        Ok((records, Opener { factory, control: control.clone(), per_record }))
+    }
+}
+
+/// Opens scorers as the command line does, interruptible.
+struct Opener {
+    factory: ScorerFactory,
+    control: JobControl,
+    per_record: bool,
+}
+
+impl Opener {
+    fn open(&mut self, role: &str, scorer: ScorerArg) -> anyhow::Result<Box<dyn whence_score::Scorer>> {
+        scorer.open(role, &mut self.factory, &self.control, self.per_record)
+    }
+}
+
+/// Writes a run's files into `dir` (made if missing).
+fn write_dir(
+    dir: PathBuf,
+    format: &str,
+    write: impl FnOnce(&std::path::Path, OutputFormat) -> Result<Vec<PathBuf>, whence_pipeline::PipelineError>,
+) -> PyResult<Vec<String>> {
+    let format = output_format(format)?;
+    std::fs::create_dir_all(&dir).map_err(|e| errors::to_py(&anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
+    write(&dir, format).map(written).map_err(|e| errors::to_py(&anyhow::Error::from(e)))
+}
+
 fn beta_choice(beta: &Bound<'_, PyAny>) -> PyResult<BetaChoice> {
     let text = match beta.extract::<f64>() {
         Ok(number) => number.to_string(),
@@ -244,9 +301,7 @@ impl TraceRun {
     }
     /// Writes the files `whence trace` writes into `dir`; returns their paths.
     fn write(&self, dir: PathBuf, format: &str) -> PyResult<Vec<String>> {
-        let format = output_format(format)?;
-        std::fs::create_dir_all(&dir).map_err(|e| errors::to_py(&anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
-        self.output.write(&dir, format).map(written).map_err(|e| errors::to_py(&anyhow::Error::from(e)))
+        write_dir(dir, format, |dir, format| self.output.write(dir, format))
     }
 }
 
@@ -278,20 +333,16 @@ pub fn trace(
         skip_invalid,
         fallback: self::fallback(fallback)?,
     };
-    let input = RecordsArg::extract(records, records_name)?;
-    let fields = Fields::extract(fields)?;
-    let models = model_args(models)?;
+    let job = JobInput::extract(records, records_name, fields, models, skip_invalid)?;
     let roles = [ScorerArg::extract(teacher)?, ScorerArg::extract(student)?, ScorerArg::extract(distilled)?];
     let control = JobControl::default();
     let worker = control.clone();
     let output = run_job(py, &control, move || {
-        let input = input.read(&fields, skip_invalid, false)?;
-        let mut factory = ScorerFactory::new(&models)?;
-        let per_record = one_record_per_pass(&models);
+        let (input, mut opener) = job.open(&worker)?;
         let [t, s, d] = roles;
-        let mut teacher = t.open("teacher", &mut factory, &worker, per_record)?;
-        let mut student = s.open("student", &mut factory, &worker, per_record)?;
-        let mut distilled = d.open("distilled", &mut factory, &worker, per_record)?;
+        let mut teacher = opener.open("teacher", t)?;
+        let mut student = opener.open("student", s)?;
+        let mut distilled = opener.open("distilled", d)?;
         let scorers = TraceScorers { teacher: teacher.as_mut(), student: student.as_mut(), distilled: distilled.as_mut() };
         Ok(run_trace(input, scorers, &settings, &PyProgress::new(progress))?)
     })?;
@@ -347,22 +398,17 @@ pub fn select(
     segmentation: Option<&Bound<'_, PyDict>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<SelectRun> {
-    let strategy: Strategy =
-        strategy.parse().map_err(|e: whence_core::select::UnknownStrategy| errors::input(format!("strategy: {e}")))?;
+    let strategy: Strategy = strategy.parse().map_err(|e: whence_core::select::UnknownStrategy| errors::input(format!("strategy: {e}")))?;
     let settings =
         SelectSettings { strategy, seed, beta: beta_choice(beta)?, segmentation: crate::small::segmentation(segmentation)?, skip_invalid };
-    let input = RecordsArg::extract(records, records_name)?;
-    let fields = Fields::extract(fields)?;
-    let models = model_args(models)?;
+    let job = JobInput::extract(records, records_name, fields, models, skip_invalid)?;
     let (t, s) = (ScorerArg::extract(teacher)?, ScorerArg::extract(student)?);
     let control = JobControl::default();
     let worker = control.clone();
     let output = run_job(py, &control, move || {
-        let input = input.read(&fields, skip_invalid, false)?;
-        let mut factory = ScorerFactory::new(&models)?;
-        let per_record = one_record_per_pass(&models);
-        let mut teacher = t.open("teacher", &mut factory, &worker, per_record)?;
-        let mut student = s.open("student", &mut factory, &worker, per_record)?;
+        let (input, mut opener) = job.open(&worker)?;
+        let mut teacher = opener.open("teacher", t)?;
+        let mut student = opener.open("student", s)?;
         Ok(run_select(input, teacher.as_mut(), student.as_mut(), &settings, &PyProgress::new(progress))?)
     })?;
     Ok(SelectRun { output })
@@ -391,9 +437,7 @@ impl AttributeRun {
             .collect()
     }
     fn write(&self, dir: PathBuf, format: &str) -> PyResult<Vec<String>> {
-        let format = output_format(format)?;
-        std::fs::create_dir_all(&dir).map_err(|e| errors::to_py(&anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
-        self.output.write(&dir, format).map(written).map_err(|e| errors::to_py(&anyhow::Error::from(e)))
+        write_dir(dir, format, |dir, format| self.output.write(dir, format))
     }
 }
 
@@ -438,21 +482,17 @@ pub fn attribute(
         skip_invalid,
         fallback: self::fallback(fallback)?,
     };
-    let input = RecordsArg::extract(records, records_name)?;
-    let fields = Fields::extract(fields)?;
-    let models = model_args(models)?;
+    let job = JobInput::extract(records, records_name, fields, models, skip_invalid)?;
     let (d, s) = (ScorerArg::extract(distilled)?, ScorerArg::extract(student)?);
     let control = JobControl::default();
     let worker = control.clone();
     let output = run_job(py, &control, move || {
-        let input = input.read(&fields, skip_invalid, false)?;
-        let mut factory = ScorerFactory::new(&models)?;
-        let per_record = one_record_per_pass(&models);
-        let mut distilled = d.open("distilled", &mut factory, &worker, per_record)?;
-        let mut student = s.open("student", &mut factory, &worker, per_record)?;
+        let (input, mut opener) = job.open(&worker)?;
+        let mut distilled = opener.open("distilled", d)?;
+        let mut student = opener.open("student", s)?;
         let mut scorers = Vec::with_capacity(named.len());
         for (name, scorer) in named {
-            let opened = scorer.open(&format!("candidate {name}"), &mut factory, &worker, per_record)?;
+            let opened = opener.open(&format!("candidate {name}"), scorer)?;
             scorers.push((name, opened));
         }
         let candidates = scorers.iter_mut().map(|(name, scorer)| Candidate { name: name.clone(), scorer: scorer.as_mut() }).collect();
@@ -527,16 +567,13 @@ pub fn score(
     models: Option<&Bound<'_, PyDict>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<ScoreRun> {
-    let input = RecordsArg::extract(records, records_name)?;
-    let fields = Fields::extract(fields)?;
-    let models = model_args(models)?;
+    let job = JobInput::extract(records, records_name, fields, models, skip_invalid)?;
     let model = ScorerArg::extract(model)?;
     let control = JobControl::default();
     let worker = control.clone();
     run_job(py, &control, move || {
-        let set = input.read(&fields, skip_invalid, false)?;
-        let mut factory = ScorerFactory::new(&models)?;
-        let mut scorer = model.open("model", &mut factory, &worker, one_record_per_pass(&models))?;
+        let (set, mut opener) = job.open(&worker)?;
+        let mut scorer = opener.open("model", model)?;
         let records: Vec<&Record> = set.records.iter().collect();
         let progress = PyProgress::new(progress);
         whence_pipeline::Progress::start(&progress, "model", records.len() as u64);

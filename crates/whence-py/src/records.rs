@@ -14,7 +14,10 @@ use whence_io::{FieldNames, ReadOptions, RecordSet};
 pub enum RecordsArg {
     Path(PathBuf),
     /// One batch of all rows, and the name locations and default ids use.
-    Table { batch: RecordBatch, name: String },
+    Table {
+        batch: RecordBatch,
+        name: String,
+    },
 }
 
 impl RecordsArg {

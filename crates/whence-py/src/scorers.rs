@@ -58,7 +58,13 @@ impl ScorerArg {
     }
 
     /// Opens the scorer for `role`.
-    pub fn open(self, role: &str, factory: &mut ScorerFactory, job: &JobControl, one_record_per_pass: bool) -> anyhow::Result<Box<dyn Scorer>> {
+    pub fn open(
+        self,
+        role: &str,
+        factory: &mut ScorerFactory,
+        job: &JobControl,
+        one_record_per_pass: bool,
+    ) -> anyhow::Result<Box<dyn Scorer>> {
         let step = if self.per_record(one_record_per_pass) { 1 } else { usize::MAX };
         let scorer: Box<dyn Scorer> = match self {
             ScorerArg::Spec(text) => {
@@ -179,15 +185,6 @@ impl CallableScorer {
                     .map(|pair| ByteSpan { start: word(&pair[..8]) as usize, end: word(&pair[8..]) as usize })
                     .collect();
                 let logprobs: Vec<f64> = logprobs.chunks_exact(8).map(|x| f64::from_bits(word(x))).collect();
-                for (i, span) in spans.iter().enumerate() {
-                    if span.start > span.end {
-                        return Err(ScoreError::InvalidRecord {
-                            location,
-                            field: format!("offsets[{i}]"),
-                            message: format!("start {} is after end {}", span.start, span.end),
-                        });
-                    }
-                }
                 let scores = TokenLogprobs { spans, logprobs };
                 whence_score::validate(&scores, &record.response, &location)?;
                 Ok(scores)

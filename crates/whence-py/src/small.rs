@@ -51,7 +51,8 @@ pub fn segment(text: &str, segmentation: Option<&Bound<'_, PyDict>>) -> PyResult
 #[pyfunction]
 #[pyo3(signature = (response, answer, fallback))]
 pub fn grade(response: &str, answer: &str, fallback: &str) -> PyResult<(bool, &'static str, Option<String>, Option<&'static str>)> {
-    let fallback: whence_grade::Fallback = fallback.parse().map_err(|e: whence_grade::UnknownFallback| crate::errors::input(e.to_string()))?;
+    let fallback: whence_grade::Fallback =
+        fallback.parse().map_err(|e: whence_grade::UnknownFallback| crate::errors::input(e.to_string()))?;
     let grade = whence_grade::grade(response, answer, fallback);
     let method = grade.extracted.as_ref().map(|e| e.method.as_str());
     Ok((grade.correct, grade.kind.as_str(), grade.extracted.map(|e| e.text), method))

@@ -545,19 +545,7 @@ impl Scorer for FileScorer {
                     message: "a line gives `offsets` or `token_ids`, not both".into(),
                 })
             }
-            (Some(offsets), None) => {
-                let spans: Vec<ByteSpan> = offsets.iter().map(|&(s, e)| ByteSpan { start: s, end: e }).collect();
-                for (i, span) in spans.iter().enumerate() {
-                    if span.start > span.end {
-                        return Err(ScoreError::InvalidRecord {
-                            location,
-                            field: format!("offsets[{i}]"),
-                            message: format!("start {} is after end {}", span.start, span.end),
-                        });
-                    }
-                }
-                spans
-            }
+            (Some(offsets), None) => offsets.iter().map(|&(s, e)| ByteSpan { start: s, end: e }).collect(),
             (None, Some(ids)) => self.token_spans(&ids, line.logprobs.len(), record, &location)?,
             (None, None) => {
                 let error = <serde_json::Error as serde::de::Error>::custom("no `offsets` or `token_ids`");

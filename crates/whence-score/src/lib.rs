@@ -163,7 +163,8 @@ impl<S: Scorer + ?Sized> Scorer for Box<S> {
 }
 
 /// Checks a scorer's output against the response it scores: as many
-/// log-probabilities as spans, spans inside the response on char boundaries,
+/// log-probabilities as spans, spans in order (start ≤ end) inside the
+/// response on char boundaries,
 /// log-probabilities finite and ≤ 0. `location` names where the scores came
 /// from, for the error.
 pub fn validate(scores: &TokenLogprobs, response: &str, location: &str) -> Result<(), ScoreError> {
@@ -175,6 +176,9 @@ pub fn validate(scores: &TokenLogprobs, response: &str, location: &str) -> Resul
         ));
     }
     for (i, span) in scores.spans.iter().enumerate() {
+        if span.start > span.end {
+            return Err(invalid(format!("offsets[{i}]"), format!("start {} is after end {}", span.start, span.end)));
+        }
         if span.end > response.len() {
             return Err(invalid(
                 format!("offsets[{i}]"),
