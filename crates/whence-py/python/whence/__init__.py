@@ -147,8 +147,8 @@ _COMMON_DOC = """
             longer sequences instead of failing.
         batch_tokens: tokens one forward pass may hold (records packed);
             default 8192 on a GPU, 1 record per pass on the CPU.
-        threads: CPU threads for checkpoint scoring (the first value set in a
-            process holds for the process).
+        threads: CPU threads for checkpoint scoring; the pool is sized once
+            per process, so a later, different value raises InputError.
         cache: the score cache (SQLite) path; ``True``/``None``: the default
             (``~/.cache/whence/scores.sqlite``); ``False``: no cache.
         tokenizers: the tokenizer directory of server-scored roles (and of
@@ -163,8 +163,9 @@ _COMMON_DOC = """
         default_specials: keep the default special tokens (``<think>``, …).
         sentence_pattern: the sentence-boundary regex (default: the SPEC's).
 
-    progress: ``True`` (a tqdm bar when tqdm is installed, else lines on
-        stderr), ``False``, or an object with ``start(step, total)``,
+    progress: ``True`` (a tqdm bar when tqdm is installed and stderr is a
+        terminal or a notebook, else a line on stderr every 5 s), ``False``,
+        or an object with ``start(step, total)``,
         ``advance(done, tokens)`` and ``finish()``.
 
     Scoring runs with the GIL released; Ctrl-C raises ``KeyboardInterrupt``
