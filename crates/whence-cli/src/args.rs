@@ -335,8 +335,7 @@ impl ScorerFactory {
     pub fn cache(&mut self) -> anyhow::Result<Option<std::sync::Arc<whence_cache::ScoreCache>>> {
         if self.cache.is_none() {
             if let Some(path) = &self.cache_path {
-                let cache = whence_cache::ScoreCache::open(path)
-                    .context("opening the score cache (pass --no-cache to run without it)")?;
+                let cache = whence_cache::ScoreCache::open(path).context("opening the score cache (pass --no-cache to run without it)")?;
                 tracing::debug!("score cache: {}", path.display());
                 self.cache = Some(std::sync::Arc::new(cache));
             }
