@@ -27,12 +27,7 @@ impl RecordsArg {
         if let Ok(path) = records.extract::<PathBuf>() {
             return Ok(RecordsArg::Path(path));
         }
-        let table = arrow_pyarrow::Table::from_pyarrow_bound(records)
-            .map_err(|e| crate::errors::input(format!("{name}: cannot read it as an Arrow table: {e}")))?;
-        let (batches, schema) = table.into_inner();
-        let batch = arrow_select::concat::concat_batches(&schema, &batches)
-            .map_err(|e| crate::errors::input(format!("{name}: cannot read it as an Arrow table: {e}")))?;
-        Ok(RecordsArg::Table { batch, name: name.to_string() })
+        Ok(RecordsArg::Table { batch: one_batch(records, name)?, name: name.to_string() })
     }
 
     /// Reads the records as the command line does.
@@ -43,6 +38,14 @@ impl RecordsArg {
             RecordsArg::Table { batch, name } => whence_io::read_batch(batch, &name, &options)?,
         })
     }
+}
+
+/// An Arrow stream (`__arrow_c_stream__`) as one batch of all its rows;
+/// `name` names it in the error.
+pub fn one_batch(table: &Bound<'_, PyAny>, name: &str) -> PyResult<RecordBatch> {
+    let unreadable = |e: &dyn std::fmt::Display| crate::errors::input(format!("{name}: cannot read it as an Arrow table: {e}"));
+    let (batches, schema) = arrow_pyarrow::Table::from_pyarrow_bound(table).map_err(|e| unreadable(&e))?.into_inner();
+    arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| unreadable(&e))
 }
 
 /// The input's field names (the command line's `--*-field` flags).

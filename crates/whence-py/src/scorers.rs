@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use arrow_array::RecordBatch;
-use arrow_pyarrow::FromPyArrow;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use whence_cli::args::ScorerFactory;
@@ -34,14 +33,7 @@ impl ScorerArg {
         let (kind, value, name): (String, Bound<'_, PyAny>, String) = given.extract()?;
         match kind.as_str() {
             "spec" => Ok(ScorerArg::Spec(value.extract()?)),
-            "table" => {
-                let table = arrow_pyarrow::Table::from_pyarrow_bound(&value)
-                    .map_err(|e| crate::errors::input(format!("{name}: cannot read it as an Arrow table: {e}")))?;
-                let (batches, schema) = table.into_inner();
-                let batch = arrow_select::concat::concat_batches(&schema, &batches)
-                    .map_err(|e| crate::errors::input(format!("{name}: cannot read it as an Arrow table: {e}")))?;
-                Ok(ScorerArg::Table { batch, name })
-            }
+            "table" => Ok(ScorerArg::Table { batch: crate::records::one_batch(&value, &name)?, name }),
             "callable" => Ok(ScorerArg::Callable { function: value.unbind(), name }),
             other => Err(crate::errors::input(format!("unknown scorer kind `{other}`"))),
         }
