@@ -216,9 +216,230 @@ impl Decoder {
     }
 }
 
+/// One prompt of [`Decoder::generate_many`]: its token ids, how many
+/// continuations it gets and how long each may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptJob<'a> {
+    pub prompt: &'a [u32],
+    pub sequences: usize,
+    pub max_new_tokens: usize,
+}
+
+/// A continuation in flight in [`Decoder::generate_many`]: where it is, and
+/// its own keys and values per layer (`[tokens][kv_heads × head_dim]`, f32).
+struct Row {
+    job: usize,
+    sequence: usize,
+    /// Where [`NextToken`] knows it: the job's first sequence plus `sequence`.
+    global: usize,
+    /// The position of the token it feeds next.
+    position: usize,
+    limit: usize,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+}
+
+/// `[kv_heads, T, head_dim]` keys or values as `[T][kv_heads × head_dim]` f32.
+fn token_major(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?.flatten_all()?.to_vec1::<f32>()
+}
+
+/// Softmax attention of one query head over one row's cache, into `out`.
+#[allow(clippy::too_many_arguments)]
+fn attend_row(q: &[f32], keys: &[f32], values: &[f32], kv_width: usize, offset: usize, first: usize, scale: f32, out: &mut [f32]) {
+    let head_dim = q.len();
+    let tokens = keys.len() / kv_width;
+    let mut scores: Vec<f32> = (first..tokens)
+        .map(|t| {
+            let k = &keys[t * kv_width + offset..t * kv_width + offset + head_dim];
+            q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale
+        })
+        .collect();
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    out.fill(0.0);
+    for (i, p) in scores.iter().enumerate() {
+        let t = first + i;
+        let v = &values[t * kv_width + offset..t * kv_width + offset + head_dim];
+        let weight = p / sum;
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += weight * x;
+        }
+    }
+}
+
+impl Layer {
+    /// One decoding step for rows at their own positions, each with its own
+    /// cache (layer `layer` of `rows[i].keys`/`values`): `x` is `[B, hidden]`
+    /// and `cos`/`sin` have one row per row of `x`.
+    fn step_rows(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, rows: &mut [Row], layer: usize) -> Result<Tensor> {
+        use rayon::prelude::*;
+        let a = &self.attention;
+        let count = rows.len();
+        let (q, k, v) = a.project(&self.input_norm.forward(x)?, cos, sin)?;
+        let (q, k, v) = (token_major(&q)?, token_major(&k)?, token_major(&v)?);
+        let (q_width, kv_width) = (a.heads * a.head_dim, a.kv_heads * a.head_dim);
+        let group = a.heads / a.kv_heads;
+        let scale = 1.0 / (a.head_dim as f32).sqrt();
+        let mut out = vec![0f32; count * q_width];
+        out.par_chunks_mut(q_width).zip(rows.par_iter_mut()).enumerate().for_each(|(r, (out, row))| {
+            row.keys[layer].extend_from_slice(&k[r * kv_width..(r + 1) * kv_width]);
+            row.values[layer].extend_from_slice(&v[r * kv_width..(r + 1) * kv_width]);
+            let tokens = row.keys[layer].len() / kv_width;
+            let first = a.window.map_or(0, |window| tokens.saturating_sub(window));
+            for h in 0..a.heads {
+                let query = &q[r * q_width + h * a.head_dim..r * q_width + (h + 1) * a.head_dim];
+                let offset = (h / group) * a.head_dim;
+                let slot = &mut out[h * a.head_dim..(h + 1) * a.head_dim];
+                attend_row(query, &row.keys[layer], &row.values[layer], kv_width, offset, first, scale, slot);
+            }
+        });
+        let out = Tensor::from_vec(out, (count, q_width), x.device())?.to_dtype(x.dtype())?;
+        let attended = forward_linear(&a.o, &out)?;
+        let x = (x + attended)?;
+        &x + self.mlp.forward(&self.post_attention_norm.forward(&x)?)?
+    }
+}
+
+impl Decoder {
+    /// The continuations of several prompts, decoded together: each prompt
+    /// is run once (as [`Decoder::generate`] runs it), then every step runs
+    /// all continuations still going, of every prompt, as the rows of one
+    /// batch, each row at its own position and with its own cache (f32).
+    /// Continuation `k` of job `j` is sequence `Σ_{i<j} sequences_i + k` for
+    /// `next`. A job whose prompt cannot be run gets its error; the others go on.
+    ///
+    /// What a row computes does not depend on the other rows except through
+    /// the products' batch size (which can move a logit in its last bits):
+    /// the same jobs in the same order give the same continuations.
+    pub fn generate_many(&self, jobs: &[PromptJob<'_>], next: &mut dyn NextToken) -> Vec<Result<Vec<Continuation>>> {
+        let mut results: Vec<Result<Vec<Continuation>>> = jobs
+            .iter()
+            .map(|job| Ok((0..job.sequences).map(|_| Continuation { tokens: vec![], logprobs: vec![], stopped: false }).collect()))
+            .collect();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut first_global = 0;
+        for (j, job) in jobs.iter().enumerate() {
+            let base = first_global;
+            first_global += job.sequences;
+            if job.prompt.is_empty() {
+                results[j] = Err(candle_core::Error::Msg("the prompt has no tokens; there is nothing to continue".into()));
+                continue;
+            }
+            if job.sequences == 0 || job.max_new_tokens == 0 {
+                continue;
+            }
+            let prefilled = self.prefill(job.prompt, job.prompt.len()).and_then(|(caches, logits)| {
+                let mut keys = Vec::with_capacity(caches.len());
+                let mut values = Vec::with_capacity(caches.len());
+                for cache in &caches {
+                    let (Some(k), Some(v)) = (cache.k()?, cache.v()?) else {
+                        candle_core::bail!("attention kept no keys");
+                    };
+                    keys.push(token_major(&k.squeeze(0)?)?);
+                    values.push(token_major(&v.squeeze(0)?)?);
+                }
+                Ok((keys, values, logits))
+            });
+            let (keys, values, logits) = match prefilled {
+                Ok(prefilled) => prefilled,
+                Err(e) => {
+                    results[j] = Err(e);
+                    continue;
+                }
+            };
+            let Ok(out) = results[j].as_mut() else { continue };
+            for (sequence, continuation) in out.iter_mut().enumerate() {
+                let global = base + sequence;
+                let token = next.choose(global, &logits);
+                continuation.tokens.push(token);
+                continuation.logprobs.push(logprob_of(&logits, token));
+                continuation.stopped = next.finished(global, &continuation.tokens);
+                if !continuation.stopped && job.max_new_tokens > 1 {
+                    rows.push(Row {
+                        job: j,
+                        sequence,
+                        global,
+                        position: job.prompt.len(),
+                        limit: job.max_new_tokens,
+                        keys: keys.clone(),
+                        values: values.clone(),
+                    });
+                }
+            }
+        }
+        while !rows.is_empty() {
+            let mut step = || -> Result<Vec<f32>> {
+                let inputs: Vec<u32> = rows
+                    .iter()
+                    .map(|row| match &results[row.job] {
+                        Ok(out) => *out[row.sequence].tokens.last().expect("one token drawn"),
+                        Err(_) => 0,
+                    })
+                    .collect();
+                let positions: Vec<usize> = rows.iter().map(|row| row.position).collect();
+                let mut x = self.embed(&inputs)?;
+                let (cos, sin) = self.rope_rows(&positions)?;
+                for (index, layer) in self.layers.iter().enumerate() {
+                    x = layer.step_rows(&x, &cos, &sin, &mut rows, index)?;
+                }
+                self.logits(&self.norm.forward(&x)?)
+            };
+            let logits = match step() {
+                Ok(logits) => logits,
+                Err(e) => {
+                    // A failed step fails every job still in flight.
+                    let message = e.to_string();
+                    for row in &rows {
+                        results[row.job] = Err(candle_core::Error::Msg(message.clone()));
+                    }
+                    break;
+                }
+            };
+            let mut still = Vec::with_capacity(rows.len());
+            for (index, mut row) in rows.drain(..).enumerate() {
+                let Ok(out) = results[row.job].as_mut() else { continue };
+                let values = &logits[index * self.vocab_size..(index + 1) * self.vocab_size];
+                let token = next.choose(row.global, values);
+                let continuation = &mut out[row.sequence];
+                continuation.tokens.push(token);
+                continuation.logprobs.push(logprob_of(values, token));
+                continuation.stopped = next.finished(row.global, &continuation.tokens);
+                row.position += 1;
+                if !continuation.stopped && continuation.tokens.len() < row.limit {
+                    still.push(row);
+                }
+            }
+            rows = still;
+        }
+        results
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::logprob_of;
+    use super::{attend_row, logprob_of};
+
+    #[test]
+    fn attention_of_one_row_is_the_softmax_weighted_values() {
+        // Two kv heads of width 2; the query reads the second; three tokens, the first outside a window of 2.
+        let keys = [9.0, 9.0, 1.0, 0.0, 9.0, 9.0, 0.0, 1.0, 9.0, 9.0, 1.0, 1.0];
+        let values = [0.0, 0.0, 100.0, 100.0, 0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 3.0, 4.0];
+        let q = [0.0f32, 2.0];
+        let mut out = [0f32; 2];
+        attend_row(&q, &keys, &values, 4, 2, 1, 0.5, &mut out);
+        // Scores (scaled): token 1: 1, token 2: 1 — equal weights.
+        assert!((out[0] - 2.0).abs() < 1e-6 && (out[1] - 3.0).abs() < 1e-6, "{out:?}");
+        attend_row(&q, &keys, &values, 4, 2, 0, 0.5, &mut out);
+        let w = [0.0f32.exp(), 1.0f32.exp(), 1.0f32.exp()];
+        let total: f32 = w.iter().sum();
+        let expected0 = (w[0] * 100.0 + w[1] * 1.0 + w[2] * 3.0) / total;
+        assert!((out[0] - expected0).abs() < 1e-4, "{out:?}");
+    }
 
     #[test]
     fn logprob_of_a_row() {

@@ -25,7 +25,7 @@ pub mod weights;
 
 pub use config::{Architecture, Config, SUPPORTED_ARCHITECTURES};
 pub use decoder::{Decoder, Ops, PromptRequest};
-pub use generate::{Continuation, NextToken};
+pub use generate::{Continuation, NextToken, PromptJob};
 pub use scorer::{device, CheckpointOptions, CheckpointScorer, TemplateMode};
 pub use whence_encode::Encoder;
 

@@ -29,6 +29,21 @@ pub fn findings(summary: &DemoSummary, out: &Path, report: &Path) -> String {
     for a in &summary.accuracy {
         let _ = writeln!(s, "  {:<10} {:>6.1}%  ({} of {} samples)", a.model, 100.0 * a.accuracy, a.correct, a.samples);
     }
+    if !summary.question_reading.is_empty() {
+        let _ = writeln!(s, "\nreading the question (held-out responses that carry the question's name, item, start count, all three):");
+        for r in &summary.question_reading {
+            let _ = writeln!(
+                s,
+                "  {:<10} {:>6} {:>6} {:>6} {:>6}  (of {})",
+                r.model,
+                percent(r.name, r.responses),
+                percent(r.item, r.responses),
+                percent(r.start, r.responses),
+                percent(r.all, r.responses),
+                r.responses
+            );
+        }
+    }
     let n = total(&summary.labels);
     let _ = writeln!(s, "\nlabels of the distilled model's {n} held-out sentences (β = {}):", summary.beta);
     for label in LABELS {
@@ -54,7 +69,7 @@ pub fn findings(summary: &DemoSummary, out: &Path, report: &Path) -> String {
     let goal = |share: Option<f64>| share.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
     let _ = writeln!(
         s,
-        "  teacher-only sentences labelled teacher: {} (goal ≥ 80%); student-only labelled student: {} (goal ≥ 80%)",
+        "  teacher-only sentences labelled teacher: {} (goal ≥ 90%); student-only labelled student: {} (goal ≥ 90%)",
         goal(summary.ground_truth.teacher_only_labelled_teacher),
         goal(summary.ground_truth.student_only_labelled_student)
     );
@@ -72,6 +87,39 @@ pub fn findings(summary: &DemoSummary, out: &Path, report: &Path) -> String {
             row(Origin::Unmatched)
         );
     }
+    let c = &summary.correctness;
+    if c.responses > 0 {
+        let share = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
+        let _ = writeln!(
+            s,
+            "\ncorrectness (the distilled model's {} held-out responses: {} correct, {} incorrect): mean teacher share {} of correct, {} of incorrect responses",
+            c.responses,
+            c.correct,
+            c.incorrect,
+            share(c.mean_teacher_share_correct),
+            share(c.mean_teacher_share_incorrect)
+        );
+        let _ = writeln!(s, "  accuracy by teacher-share quartile:");
+        for q in &c.quartiles {
+            let _ = writeln!(
+                s,
+                "    Q{} (teacher share {:>5.1}%–{:>5.1}%) {:>6}  ({} of {})",
+                q.quartile,
+                100.0 * q.low,
+                100.0 * q.high,
+                percent(q.correct, q.responses),
+                q.correct,
+                q.responses
+            );
+        }
+        let _ = writeln!(s, "  label shares by position, correct | incorrect (teacher boosted student shared, n):");
+        for p in c.profile.iter().filter(|p| p.correct.n + p.incorrect.n >= 10) {
+            let row = |g: &whence_world::summary::PositionShares| {
+                format!("{:>4.0}% {:>4.0}% {:>4.0}% {:>4.0}% {:>4}", 100.0 * g.teacher, 100.0 * g.boosted, 100.0 * g.student, 100.0 * g.shared, g.n)
+            };
+            let _ = writeln!(s, "    {:>3}  {}  |  {}", p.index, row(&p.correct), row(&p.incorrect));
+        }
+    }
     let _ = writeln!(s, "\nattribution (teacher share − student share; the true teacher should rank first):");
     for a in &summary.attribution {
         let share = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
@@ -88,22 +136,31 @@ pub fn findings(summary: &DemoSummary, out: &Path, report: &Path) -> String {
     if let Some(experiment) = &summary.experiment {
         let _ = writeln!(
             s,
-            "\nexperiment: the student distilled on {} teacher responses chosen by each strategy; held-out accuracy over {} questions × {} samples, mean ± sd over {} seeds",
+            "\nexperiment: the student distilled on {} teacher responses chosen by each strategy; held-out accuracy over {} questions × {} samples and {} seeds (± standard error over questions and seeds); difference from random paired by seed and question, with its 95% bootstrap interval over questions",
             experiment.training_responses,
             experiment.heldout_questions,
             experiment.samples_per_question,
             experiment.rows.first().map_or(0, |r| r.seeds.len())
         );
-        let _ = writeln!(s, "  {:<18} {:>14} {:>16} {:>13} {:>13}", "strategy", "accuracy", "per seed", "teacher/resp", "kept correct");
+        let _ = writeln!(
+            s,
+            "  {:<26} {:>6} {:>15} {:>18} {:>27} {:>13} {:>13}",
+            "strategy", "β", "accuracy", "per seed", "vs random", "teacher/resp", "kept correct"
+        );
         for row in &experiment.rows {
             let seeds: Vec<String> = row.accuracies.iter().map(|a| format!("{:.1}", 100.0 * a)).collect();
+            let versus = row.vs_random.as_ref().map_or("-".to_string(), |d| {
+                format!("{:+.1} ± {:.1} [{:+.1}, {:+.1}]", 100.0 * d.mean, 100.0 * d.standard_error, 100.0 * d.low, 100.0 * d.high)
+            });
             let _ = writeln!(
                 s,
-                "  {:<18} {:>6.1}% ± {:>4.1} {:>16} {:>13.2} {:>12.1}%",
+                "  {:<26} {:>6} {:>7.1}% ± {:>4.1} {:>18} {:>27} {:>13.2} {:>12.1}%",
                 row.strategy,
+                row.beta.map_or("-".into(), |b| format!("{b:.3}")),
                 100.0 * row.mean,
-                100.0 * row.std,
+                100.0 * row.standard_error,
                 seeds.join(" "),
+                versus,
                 row.mean_teacher_actions,
                 100.0 * row.kept_correct
             );

@@ -17,6 +17,7 @@
 //! ([`models`]); samples and scores go through the score cache, so a second
 //! run reads everything back.
 
+pub mod analysis;
 pub mod experiment;
 pub mod findings;
 pub mod models;
@@ -205,8 +206,12 @@ pub fn run(options: &DemoOptions, progress: &dyn DemoProgress) -> Result<DemoOut
     stages::write_questions(&train_questions_path, &train_problems)?;
     stages::write_questions(&heldout_questions_path, &heldout_problems)?;
     let corpus_of = |style| pairs_of(&corpus(&plan.world, Split::Pretrain, style));
-    let (teacher_corpus, student_corpus, spurious_corpus) =
+    let (teacher_corpus, mut student_corpus, spurious_corpus) =
         (corpus_of(Style::Teacher), corpus_of(Style::Student), corpus_of(Style::Spurious));
+    // The student also practises the single steps (one-step problems, always
+    // right), as a pretrained base model knows the facts that a teacher's
+    // reasoning chains: distillation must transfer the chaining, not the facts.
+    student_corpus.extend(pairs_of(&corpus(&plan.world, Split::Practice, Style::Student)));
     // Every tokenizer is trained on the world's whole text (each style's
     // corpus), as real tokenizers are trained on broad text, but at its own
     // size, so the three models split text into different tokens.
@@ -216,15 +221,12 @@ pub fn run(options: &DemoOptions, progress: &dyn DemoProgress) -> Result<DemoOut
     let pretrain = format!("{} pretraining questions", plan.world.pretrain_questions);
     let mut train_model = |role: &str, model_plan: &plan::ModelPlan, pairs: &[(String, String)]| -> Result<Trained, DemoError> {
         progress.stage(&format!("model: the {role}"));
-        let trained = models::train_from_scratch(
-            &options.cache,
-            role,
-            model_plan,
-            &all_text,
-            pairs,
-            &format!("its own solutions of the {pretrain}"),
-            progress,
-        )?;
+        let trained_on = if role == "student" {
+            format!("its own solutions of the {pretrain} and of {} one-step practice questions", plan.world.practice_questions)
+        } else {
+            format!("its own solutions of the {pretrain}")
+        };
+        let trained = models::train_from_scratch(&options.cache, role, model_plan, &all_text, pairs, &trained_on, progress)?;
         timer.lap(&format!("train {role}"), Some(trained.cached));
         Ok(trained)
     };
@@ -254,7 +256,7 @@ pub fn run(options: &DemoOptions, progress: &dyn DemoProgress) -> Result<DemoOut
                 (&world.train_questions[..sampling.spurious_questions.min(world.train_questions.len())], &world.train_questions_path)
             }
             ("train", _) => (&world.train_questions[..], &world.train_questions_path),
-            _ => (&world.heldout_questions[..], &world.heldout_questions_path),
+            _ => (&world.heldout_questions[..sampling.heldout_questions.min(world.heldout_questions.len())], &world.heldout_questions_path),
         };
         progress.stage(&format!("sampling the {role}: {samples} per {split} question ({} questions)", questions.len()));
         let set = stages::sample(
@@ -409,6 +411,12 @@ pub fn run(options: &DemoOptions, progress: &dyn DemoProgress) -> Result<DemoOut
         ground_truth: GroundTruth::combined(ground_truth.iter().map(|s| &s.truth)),
         ground_truth_by_source: ground_truth,
         attribution,
+        question_reading: vec![
+            analysis::question_reading("teacher", &teacher_heldout.records, &heldout_problems),
+            analysis::question_reading("student", &student_heldout.records, &heldout_problems),
+            analysis::question_reading("distilled", &distilled_heldout.records, &heldout_problems),
+        ],
+        correctness: analysis::correctness(&traced.profile, &traced.trajectories),
         experiment,
     };
     whence_io::write_json_atomic(&out.join("demo.json"), &summary).map_err(|e| DemoError::io(&out.join("demo.json"), e))?;

@@ -86,8 +86,14 @@ pub struct SamplingPlan {
     /// The spurious teacher answers the first this many training questions
     /// (its samples only show its style; the attribution scores with it).
     pub spurious_questions: usize,
+    /// The demo samples the teacher, the student and the distilled model on
+    /// the first this many held-out questions.
+    pub heldout_questions: usize,
     /// Samples per held-out question, for each model evaluated.
     pub heldout: usize,
+    /// Samples per held-out question (all of them) for each model of
+    /// `--experiment`.
+    pub experiment_heldout: usize,
     pub temperature: f64,
     pub max_new_tokens: usize,
 }
@@ -128,18 +134,18 @@ impl DemoPlan {
                     heads: 4,
                     max_positions: 512,
                     tie_embeddings: true,
-                    train: train(600, 8, 6e-3, sub(1)),
+                    train: train(1000, 16, 3e-3, sub(1)),
                 },
                 student: ModelPlan {
                     architecture: Architecture::Llama,
                     vocab_size: 384,
-                    hidden_size: 96,
-                    intermediate_size: 256,
-                    layers: 3,
+                    hidden_size: 128,
+                    intermediate_size: 384,
+                    layers: 4,
                     heads: 4,
                     max_positions: 512,
                     tie_embeddings: false,
-                    train: train(600, 8, 6e-3, sub(2)),
+                    train: train(800, 16, 3e-3, sub(2)),
                 },
                 spurious: ModelPlan {
                     architecture: Architecture::Qwen2,
@@ -150,14 +156,16 @@ impl DemoPlan {
                     heads: 4,
                     max_positions: 512,
                     tie_embeddings: true,
-                    train: train(600, 8, 6e-3, sub(3)),
+                    train: train(400, 16, 3e-3, sub(3)),
                 },
-                distill: train(300, 8, 2e-3, sub(4)),
+                distill: train(400, 8, 2e-3, sub(4)),
                 sampling: SamplingPlan {
                     candidates: 4,
                     spurious: 1,
                     spurious_questions: 100,
-                    heldout: 4,
+                    heldout_questions: 200,
+                    heldout: 3,
+                    experiment_heldout: 2,
                     temperature: 0.7,
                     max_new_tokens: 256,
                 },
@@ -186,7 +194,9 @@ impl DemoPlan {
                         candidates: 2,
                         spurious: 1,
                         spurious_questions: 8,
+                        heldout_questions: 8,
                         heldout: 2,
+                        experiment_heldout: 1,
                         temperature: 0.7,
                         max_new_tokens: 160,
                     },

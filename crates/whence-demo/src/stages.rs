@@ -41,6 +41,12 @@ pub fn write_lines(path: &Path, lines: &[String]) -> Result<(), DemoError> {
     whence_io::write_lines_atomic(path, lines).map_err(|e| DemoError::io(path, e))
 }
 
+/// Samples in flight at once when the demo samples its models: consecutive
+/// questions are decoded together up to this many rows
+/// ([`CheckpointGenerator::with_batch_rows`]); the world's models are so
+/// small that a step costs about the same for 1 row as for dozens.
+pub const BATCH_ROWS: usize = 64;
+
 /// Samples `samples` responses to each question from the checkpoint at
 /// `model` (through the score cache, so a rerun reads them back) and writes
 /// them to `out` with `out.summary.json`; returns them read back as records.
@@ -56,7 +62,7 @@ pub fn sample(
     out: &Path,
     progress: &dyn DemoProgress,
 ) -> Result<RecordSet, DemoError> {
-    let mut generator = CheckpointGenerator::open(model, CheckpointOptions::default())?;
+    let mut generator = CheckpointGenerator::open(model, CheckpointOptions::default())?.with_batch_rows(BATCH_ROWS);
     let options = GenerateOptions {
         samples,
         params: SamplingParams {

@@ -11,7 +11,7 @@ use crate::template::{parse, Piece, Slot};
 /// not arithmetic).
 const NUMBER: &str = r"\d+";
 /// The pattern of the step count: the words a drawn problem uses.
-const COUNT: &str = "(?:two|three|four)";
+const COUNT: &str = "(?:two|three|four|five|six)";
 /// The pattern of the student's expression: numbers joined by ` + `, ` - `
 /// or ` * `, with any parentheses.
 const EXPRESSION: &str = r"\(*\d+(?: [-+*] \d+\)*)+";
@@ -148,7 +148,7 @@ mod tests {
             "After buying 5 more, Ana has 12 + 5 = 17 apples",
             "After buying 5 more, Ana has 12 + 5 = 17 apples. Let us work it out.",
             "Let us work it out!",
-            "The plan is to apply the five changes in order.",
+            "The plan is to apply the seven changes in order.",
             "Check: 10 / 4 = 2, so the last step is right.",
             "Ana ends with 12 = 12 apples.",
             r"The answer is \boxed{-3}.",

@@ -13,8 +13,22 @@ pub const NAMES: [&str; 16] =
 /// The things they count (plural nouns).
 pub const ITEMS: [&str; 10] = ["apples", "books", "coins", "cards", "shells", "stickers", "marbles", "pencils", "stamps", "beads"];
 
-/// The largest running total a drawn problem reaches.
-pub const MAX_TOTAL: u32 = 99;
+/// The largest running total a drawn problem reaches. Small on purpose: each
+/// step is then a fact from a table of a few hundred (`12 + 5 = 17`) that a
+/// model of a million parameters learns exactly, while the whole chain in one
+/// jump is not (README's demo section has the figures that set it).
+pub const MAX_TOTAL: u32 = 20;
+
+/// The fewest and the most changes of a question of the pretraining, training
+/// and held-out splits (each practice problem has one).
+pub const MIN_STEPS: u32 = 3;
+/// See [`MIN_STEPS`].
+pub const MAX_STEPS: u32 = 5;
+
+/// The smallest and the largest start count of a multi-step question.
+pub const MIN_START: u32 = 2;
+/// See [`MIN_START`].
+pub const MAX_START: u32 = 12;
 
 /// The size of the world and its seed; fixed up front for a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,20 +41,41 @@ pub struct WorldSettings {
     pub train_questions: usize,
     /// How many problems the held-out split holds.
     pub heldout_questions: usize,
-    /// The probability that the student's result is wrong.
+    /// How many one-step problems the student practises on (its pretraining
+    /// text exercises the single steps, as a pretrained base model knows the
+    /// facts a teacher's reasoning chains).
+    #[serde(default)]
+    pub practice_questions: usize,
+    /// The probability that the student's result of a multi-step question is
+    /// wrong (its one-step results are always right).
     pub student_error_rate: f64,
 }
 
 impl WorldSettings {
-    /// The demo's world: 2000 pretraining, 400 training and 150 held-out
-    /// problems; the student errs on 30%.
+    /// The demo's world: 4000 pretraining, 400 training and 500 held-out
+    /// problems, 3000 one-step practice problems; the student errs on 30%.
     pub fn standard(seed: u64) -> Self {
-        WorldSettings { seed, pretrain_questions: 2000, train_questions: 400, heldout_questions: 150, student_error_rate: 0.3 }
+        WorldSettings {
+            seed,
+            pretrain_questions: 4000,
+            train_questions: 400,
+            heldout_questions: 500,
+            practice_questions: 3000,
+            student_error_rate: 0.3,
+        }
     }
 
-    /// A small world for tests: 64 / 16 / 8 problems; the student errs on 30%.
+    /// A small world for tests: 64 / 16 / 8 problems, 32 practice problems;
+    /// the student errs on 30%.
     pub fn tiny(seed: u64) -> Self {
-        WorldSettings { seed, pretrain_questions: 64, train_questions: 16, heldout_questions: 8, student_error_rate: 0.3 }
+        WorldSettings {
+            seed,
+            pretrain_questions: 64,
+            train_questions: 16,
+            heldout_questions: 8,
+            practice_questions: 32,
+            student_error_rate: 0.3,
+        }
     }
 
     /// How many problems `split` holds.
@@ -49,6 +84,7 @@ impl WorldSettings {
             Split::Pretrain => self.pretrain_questions,
             Split::Train => self.train_questions,
             Split::Heldout => self.heldout_questions,
+            Split::Practice => self.practice_questions,
         }
     }
 }
@@ -63,18 +99,23 @@ pub enum Split {
     Train,
     /// The problems no model was trained on.
     Heldout,
+    /// One-step problems, drawn from a stream of their own: the student's
+    /// practice of the single steps.
+    Practice,
 }
 
 impl Split {
-    /// The three splits, in the order they are drawn.
+    /// The three splits of multi-step questions, in the order they are drawn.
     pub const ALL: [Split; 3] = [Split::Pretrain, Split::Train, Split::Heldout];
 
-    /// The split's name: `pretrain`, `train` or `heldout` (also its ids' prefix).
+    /// The split's name: `pretrain`, `train`, `heldout` or `practice` (also
+    /// its ids' prefix).
     pub fn name(self) -> &'static str {
         match self {
             Split::Pretrain => "pretrain",
             Split::Train => "train",
             Split::Heldout => "heldout",
+            Split::Practice => "practice",
         }
     }
 }
@@ -207,17 +248,23 @@ impl Problem {
 /// question was drawn before is dropped; the first `pretrain_questions` go to
 /// the pretraining split, the next `train_questions` to training, the next
 /// `heldout_questions` to the held-out split. So the splits are disjoint and a
-/// split does not depend on which split is asked for.
+/// split does not depend on which split is asked for. The practice split's
+/// one-step problems come from a stream of their own (keyed by the seed and
+/// `practice`), so they never repeat a multi-step question either.
 pub fn problems(settings: &WorldSettings, split: Split) -> Vec<Problem> {
-    let skipped =
-        Split::ALL.iter().take_while(|&&other| other != split).map(|&other| settings.questions(other)).fold(0, usize::saturating_add);
+    let practice = split == Split::Practice;
+    let skipped = if practice {
+        0
+    } else {
+        Split::ALL.iter().take_while(|&&other| other != split).map(|&other| settings.questions(other)).fold(0, usize::saturating_add)
+    };
     let wanted = settings.questions(split);
-    let mut stream = Stream::new(settings.seed);
+    let mut stream = if practice { Stream::keyed(settings.seed, "practice") } else { Stream::new(settings.seed) };
     let mut seen = HashSet::new();
     let mut drawn = 0usize;
     let mut out = Vec::new();
     while out.len() < wanted {
-        let problem = draw_problem(&mut stream);
+        let problem = if practice { draw_practice(&mut stream) } else { draw_problem(&mut stream) };
         if !seen.insert(problem.question()) {
             continue;
         }
@@ -234,8 +281,8 @@ pub fn problems(settings: &WorldSettings, split: Split) -> Vec<Problem> {
 fn draw_problem(stream: &mut Stream) -> Problem {
     let name = NAMES[stream.below(NAMES.len() as u32) as usize];
     let item = ITEMS[stream.below(ITEMS.len() as u32) as usize];
-    let count = stream.inclusive(2, 4);
-    let start = stream.inclusive(2, 30);
+    let count = stream.inclusive(MIN_STEPS, MAX_STEPS);
+    let start = stream.inclusive(MIN_START, MAX_START);
     let mut value = start;
     let mut steps = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -244,6 +291,16 @@ fn draw_problem(stream: &mut Stream) -> Problem {
         steps.push(step);
     }
     Problem { id: String::new(), split: Split::Pretrain, name, item, start, steps, answer: value }
+}
+
+/// One practice problem: a start count anywhere in 1..=[`MAX_TOTAL`] and one
+/// change valid on it, so that the practice covers every fact a step can need.
+fn draw_practice(stream: &mut Stream) -> Problem {
+    let name = NAMES[stream.below(NAMES.len() as u32) as usize];
+    let item = ITEMS[stream.below(ITEMS.len() as u32) as usize];
+    let start = stream.inclusive(1, MAX_TOTAL);
+    let step = draw_step(stream, start);
+    Problem { id: String::new(), split: Split::Practice, name, item, start, steps: vec![step], answer: step.apply(start) }
 }
 
 /// A uniformly chosen operation valid on `value`, redrawn (operation and
@@ -354,16 +411,16 @@ mod tests {
                 assert!(questions.insert(problem.question()), "{} repeats a question", problem.id);
             }
         }
-        assert_eq!(questions.len(), 2550);
+        assert_eq!(questions.len(), 4900);
         assert_eq!(problems(&settings, Split::Heldout)[0].id, "heldout-0001");
     }
 
     #[test]
     fn a_split_does_not_depend_on_the_sizes_after_it() {
         let standard = WorldSettings::standard(9);
-        let bigger_heldout = WorldSettings { heldout_questions: 300, ..standard.clone() };
+        let bigger_heldout = WorldSettings { heldout_questions: 800, ..standard.clone() };
         assert_eq!(problems(&standard, Split::Train), problems(&bigger_heldout, Split::Train));
-        assert_eq!(problems(&standard, Split::Heldout)[..], problems(&bigger_heldout, Split::Heldout)[..150]);
+        assert_eq!(problems(&standard, Split::Heldout)[..], problems(&bigger_heldout, Split::Heldout)[..500]);
         let empty = WorldSettings { train_questions: 0, ..standard };
         assert!(problems(&empty, Split::Train).is_empty());
     }
@@ -375,9 +432,9 @@ mod tests {
         let mut step_counts = HashSet::new();
         for split in Split::ALL {
             for problem in problems(&settings, split) {
-                assert!((2..=4).contains(&problem.steps.len()), "{problem:?}");
+                assert!((MIN_STEPS as usize..=MAX_STEPS as usize).contains(&problem.steps.len()), "{problem:?}");
                 step_counts.insert(problem.steps.len());
-                assert!((2..=30).contains(&problem.start), "{problem:?}");
+                assert!((MIN_START..=MAX_START).contains(&problem.start), "{problem:?}");
                 assert!(NAMES.contains(&problem.name) && ITEMS.contains(&problem.item));
                 let values = problem.values();
                 assert_eq!(values.len(), problem.steps.len() + 1);
@@ -402,16 +459,38 @@ mod tests {
         let drawn = problems(&WorldSettings::standard(3), Split::Pretrain);
         for name in NAMES {
             let count = drawn.iter().filter(|problem| problem.name == name).count();
-            assert!((80..170).contains(&count), "{name}: {count}");
+            assert!((190..310).contains(&count), "{name}: {count}");
         }
         for item in ITEMS {
             let count = drawn.iter().filter(|problem| problem.item == item).count();
-            assert!((140..260).contains(&count), "{item}: {count}");
+            assert!((320..480).contains(&count), "{item}: {count}");
         }
     }
 
     #[test]
     fn split_names() {
         assert_eq!(Split::ALL.map(Split::name), ["pretrain", "train", "heldout"]);
+        assert_eq!(Split::Practice.name(), "practice");
+    }
+
+    #[test]
+    fn practice_problems_have_one_step_cover_every_start_and_repeat_no_question() {
+        let settings = WorldSettings::standard(4);
+        let practice = problems(&settings, Split::Practice);
+        assert_eq!(practice.len(), 3000);
+        assert_eq!(practice, problems(&settings, Split::Practice));
+        let multi: HashSet<String> = Split::ALL.iter().flat_map(|&split| problems(&settings, split)).map(|p| p.question()).collect();
+        let mut starts = HashSet::new();
+        let mut seen = HashSet::new();
+        for (index, problem) in practice.iter().enumerate() {
+            assert_eq!(problem.id, format!("practice-{:04}", index + 1));
+            assert_eq!(problem.split, Split::Practice);
+            assert_eq!(problem.steps.len(), 1);
+            assert!(problem.values().iter().all(|value| (1..=MAX_TOTAL).contains(value)), "{problem:?}");
+            assert_eq!(problem.answer, problem.steps[0].apply(problem.start));
+            assert!(!multi.contains(&problem.question()) && seen.insert(problem.question()));
+            starts.insert(problem.start);
+        }
+        assert_eq!(starts.len(), MAX_TOTAL as usize);
     }
 }

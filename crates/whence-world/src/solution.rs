@@ -143,12 +143,14 @@ fn amount(step: Operation) -> u32 {
 }
 
 /// The solutions in `style` of every problem of `split`, with the settings'
-/// seed and student error rate.
+/// seed and student error rate (none on the practice split: the student
+/// knows the single steps; what it cannot do is chain them in one jump).
 pub fn corpus(settings: &WorldSettings, split: Split, style: Style) -> Vec<(Problem, Solution)> {
+    let error_rate = if split == Split::Practice { 0.0 } else { settings.student_error_rate };
     problems(settings, split)
         .into_iter()
         .map(|problem| {
-            let solution = solve(&problem, style, settings.student_error_rate, settings.seed);
+            let solution = solve(&problem, style, error_rate, settings.seed);
             (problem, solution)
         })
         .collect()
@@ -350,12 +352,14 @@ mod tests {
     fn student_error_share_matches_the_rate() {
         let settings = WorldSettings::standard(42);
         let solutions = corpus(&settings, Split::Pretrain, Style::Student);
-        assert_eq!(solutions.len(), 2000);
-        let wrong = solutions.iter().filter(|(_, solution)| !solution.correct).count() as f64 / 2000.0;
+        assert_eq!(solutions.len(), 4000);
+        let wrong = solutions.iter().filter(|(_, solution)| !solution.correct).count() as f64 / 4000.0;
         assert!((wrong - 0.3).abs() <= 0.04, "{wrong}");
         for (problem, solution) in &solutions {
             assert_eq!(solution.correct, solution.answer == problem.answer);
         }
+        let practice = corpus(&settings, Split::Practice, Style::Student);
+        assert!(practice.iter().all(|(_, solution)| solution.correct));
     }
 
     #[test]
@@ -486,14 +490,49 @@ mod tests {
             let solution = solve(&problem, Style::ALL[style_index], 0.5, solve_seed);
             let matcher = Matcher::new();
             let segmenter = Segmenter::new(&SegmenterConfig::default()).unwrap();
-            // Plans name two to four steps only; other counts are outside the world.
-            let in_world = (2..=4).contains(&problem.steps.len());
+            // Plans name two to six steps only; other counts are outside the world.
+            let in_world = (2..=6).contains(&problem.steps.len());
             if in_world {
                 segments_back_into_families(&solution, &matcher, &segmenter)?;
             } else {
                 let text = solution.text();
                 prop_assert_eq!(segmenter.segment(&text).len(), solution.sentences.len());
             }
+        }
+
+        #[test]
+        fn teacher_steps_chain_right_results(
+            world_seed in any::<u64>(),
+            index in 0usize..64,
+            split_index in 0usize..4,
+            solve_seed in any::<u64>(),
+            teacher in any::<bool>(),
+        ) {
+            let split = [Split::Pretrain, Split::Train, Split::Heldout, Split::Practice][split_index];
+            let settings = WorldSettings::tiny(world_seed);
+            let drawn = problems(&settings, split);
+            let problem = &drawn[index % drawn.len()];
+            // The generator's own answer is the chain of its changes.
+            prop_assert_eq!(problem.steps.iter().fold(problem.start, |value, step| step.apply(value)), problem.answer);
+            let style = if teacher { Style::Teacher } else { Style::Spurious };
+            let solution = solve(problem, style, 0.3, solve_seed);
+            let arithmetic = regex::Regex::new(r"(\d+) ([-+*]) (\d+) = (\d+)").unwrap();
+            let mut previous = problem.start;
+            let mut steps = 0;
+            for sentence in solution.sentences.iter().filter(|s| s.family == Family::Step) {
+                let found = arithmetic.captures(&sentence.text).expect("a step writes its arithmetic");
+                let number = |i: usize| found[i].parse::<u32>().unwrap();
+                let (a, k, r) = (number(1), number(3), number(4));
+                let computed = match &found[2] { "+" => a + k, "-" => a - k, _ => a * k };
+                prop_assert_eq!(a, previous, "{}", sentence.text);
+                prop_assert_eq!(r, computed, "{}", sentence.text);
+                prop_assert_eq!(r, problem.values()[steps + 1]);
+                previous = r;
+                steps += 1;
+            }
+            prop_assert_eq!(steps, problem.steps.len());
+            prop_assert_eq!(previous, problem.answer);
+            prop_assert!(solution.correct);
         }
 
         #[test]

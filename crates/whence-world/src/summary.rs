@@ -194,13 +194,24 @@ pub struct Attribution {
 /// One selection strategy of the experiment, over its seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentRow {
+    /// The strategy, with the β of the selection when it is not the searched
+    /// one (`teacher-count (β 0.15)`).
     pub strategy: String,
+    /// The β the selection labelled with (searched, or set for the row).
+    #[serde(default)]
+    pub beta: Option<f64>,
     pub seeds: Vec<u64>,
     /// Held-out accuracy of the model distilled with each seed.
     pub accuracies: Vec<f64>,
     pub mean: f64,
     /// Sample standard deviation over the seeds (0 for one seed).
     pub std: f64,
+    /// Standard error of `mean`, over questions and seeds (see [`Experiment`]).
+    #[serde(default)]
+    pub standard_error: f64,
+    /// The row's accuracy minus `random`'s, paired by seed and question.
+    #[serde(default)]
+    pub vs_random: Option<PairedDifference>,
     /// Mean teacher-labelled actions per kept response, before training.
     pub mean_teacher_actions: f64,
     /// Mean actions per kept response.
@@ -209,30 +220,199 @@ pub struct ExperimentRow {
     pub kept_correct: f64,
 }
 
+/// A difference of mean accuracies, paired by seed and question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairedDifference {
+    pub mean: f64,
+    /// Over questions and seeds, as the rows' standard errors.
+    pub standard_error: f64,
+    /// 95% bootstrap interval: questions resampled with replacement.
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Per question (rows) and seed (columns), the share of a model's samples
+/// that were right: what a row's mean and standard error are computed from.
+pub type QuestionAccuracies = Vec<Vec<f64>>;
+
 impl ExperimentRow {
+    /// The row of `strategy` from its per-question accuracies (`[question][seed]`),
+    /// and `baseline`'s for the paired difference (`None` for the baseline).
     pub fn new(
         strategy: String,
+        beta: Option<f64>,
         seeds: Vec<u64>,
-        accuracies: Vec<f64>,
-        mean_teacher_actions: f64,
-        mean_actions: f64,
-        kept_correct: f64,
+        accuracies: &QuestionAccuracies,
+        baseline: Option<&QuestionAccuracies>,
+        kept: (f64, f64, f64),
     ) -> Self {
-        let n = accuracies.len().max(1) as f64;
-        let mean = accuracies.iter().sum::<f64>() / n;
-        let std = if accuracies.len() > 1 { (accuracies.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
-        ExperimentRow { strategy, seeds, accuracies, mean, std, mean_teacher_actions, mean_actions, kept_correct }
+        let per_seed = seed_means(accuracies, seeds.len());
+        let (mean, std) = mean_and_sd(&per_seed);
+        let vs_random = baseline.map(|baseline| {
+            let differences: QuestionAccuracies =
+                accuracies.iter().zip(baseline).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect();
+            let (low, high) = bootstrap_interval(&differences, 10_000, 0x5eed);
+            PairedDifference { mean: mean_and_sd(&seed_means(&differences, seeds.len())).0, standard_error: standard_error(&differences, seeds.len()), low, high }
+        });
+        let (mean_teacher_actions, mean_actions, kept_correct) = kept;
+        ExperimentRow {
+            strategy,
+            beta,
+            standard_error: standard_error(accuracies, seeds.len()),
+            seeds,
+            accuracies: per_seed,
+            mean,
+            std,
+            vs_random,
+            mean_teacher_actions,
+            mean_actions,
+            kept_correct,
+        }
     }
 }
 
+/// Mean and sample standard deviation (0 for fewer than two values).
+fn mean_and_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let sd = if values.len() > 1 { (values.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    (mean, sd)
+}
+
+/// Each seed's mean over the questions.
+fn seed_means(accuracies: &QuestionAccuracies, seeds: usize) -> Vec<f64> {
+    (0..seeds)
+        .map(|seed| {
+            let values: Vec<f64> = accuracies.iter().filter_map(|q| q.get(seed).copied()).collect();
+            mean_and_sd(&values).0
+        })
+        .collect()
+}
+
+/// The standard error of the grand mean of `[question][seed]` values, with
+/// questions and seeds both random: √(s²_q / Q + s²_s / S), s²_q the variance
+/// of the questions' means over seeds, s²_s that of the seeds' means over
+/// questions (each part the error of drawing other questions, or training
+/// with other seeds).
+pub fn standard_error(accuracies: &QuestionAccuracies, seeds: usize) -> f64 {
+    let question_means: Vec<f64> = accuracies.iter().map(|q| mean_and_sd(q).0).collect();
+    let (_, sd_questions) = mean_and_sd(&question_means);
+    let (_, sd_seeds) = mean_and_sd(&seed_means(accuracies, seeds));
+    let (q, s) = (question_means.len().max(1) as f64, seeds.max(1) as f64);
+    (sd_questions.powi(2) / q + sd_seeds.powi(2) / s).sqrt()
+}
+
+/// The 2.5% and 97.5% quantiles of the grand mean over `rounds` resamples
+/// of the questions (with replacement; SplitMix64 from `seed`).
+pub fn bootstrap_interval(values: &QuestionAccuracies, rounds: usize, seed: u64) -> (f64, f64) {
+    let means: Vec<f64> = values.iter().map(|q| mean_and_sd(q).0).collect();
+    if means.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mut state = seed;
+    let mut resampled: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let total: f64 = (0..means.len())
+                .map(|_| {
+                    state = whence_core::hash::splitmix64(state);
+                    means[(state % means.len() as u64) as usize]
+                })
+                .sum();
+            total / means.len() as f64
+        })
+        .collect();
+    resampled.sort_by(f64::total_cmp);
+    let at = |p: f64| resampled[((p * (rounds - 1) as f64).round() as usize).min(rounds - 1)];
+    (at(0.025), at(0.975))
+}
+
 /// `whence demo --experiment`: the paper's Table 1 in miniature.
+///
+/// Each row's mean is over seeds and held-out questions (each question's
+/// accuracy the share of its samples that are right); its standard error
+/// counts both the questions and the seeds as drawn ([`standard_error`]);
+/// its difference from `random` is paired by seed and question, with a
+/// bootstrap interval over questions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
     /// Teacher responses each distilled model is trained on (one per training question).
     pub training_responses: usize,
     pub heldout_questions: usize,
     pub samples_per_question: usize,
+    /// The β the before-training search picked (the `teacher-count` row's).
+    #[serde(default)]
+    pub searched_beta: Option<f64>,
     pub rows: Vec<ExperimentRow>,
+}
+
+/// How often a model's responses carry what their question says: its
+/// person's name, its item and its start count (a model that does not read
+/// its question cannot be right).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuestionReading {
+    pub model: String,
+    pub responses: usize,
+    /// Responses that name the question's person.
+    pub name: usize,
+    /// Responses that name the question's item.
+    pub item: usize,
+    /// Responses that write the question's start count as a number.
+    pub start: usize,
+    /// Responses that do all three.
+    pub all: usize,
+}
+
+/// The label shares at one position of the responses of one correctness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PositionShares {
+    /// Responses whose action at this position is scored (n_j).
+    pub n: usize,
+    pub teacher: f64,
+    pub boosted: f64,
+    pub student: f64,
+    pub shared: f64,
+}
+
+/// One position of the profile split by correctness (paper Fig. 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorrectnessPosition {
+    /// The action index, 0-based.
+    pub index: usize,
+    pub correct: PositionShares,
+    pub incorrect: PositionShares,
+}
+
+/// Responses whose teacher share falls in one quartile of all the responses'.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareQuartile {
+    /// 1 (lowest teacher shares) to 4.
+    pub quartile: usize,
+    /// The smallest and largest teacher share in it.
+    pub low: f64,
+    pub high: f64,
+    pub responses: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+}
+
+/// The paper's correctness analysis on the distilled model's held-out
+/// responses: where teacher sentences sit in correct and in incorrect
+/// responses, and whether responses with more of them are right more often.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CorrectnessAnalysis {
+    /// Responses with a known correctness and at least one scored action.
+    pub responses: usize,
+    pub correct: usize,
+    pub incorrect: usize,
+    /// Mean teacher share (teacher actions / scored actions) of the correct
+    /// and of the incorrect responses.
+    pub mean_teacher_share_correct: Option<f64>,
+    pub mean_teacher_share_incorrect: Option<f64>,
+    /// Responses ranked by teacher share (ties by id) and cut into four
+    /// groups of equal size (the first ones one larger when it does not divide).
+    pub quartiles: Vec<ShareQuartile>,
+    /// Per action position, while any response has one.
+    pub profile: Vec<CorrectnessPosition>,
 }
 
 /// `demo.json`.
@@ -255,6 +435,13 @@ pub struct DemoSummary {
     /// Per model whose responses were traced (the distilled model's first).
     pub ground_truth_by_source: Vec<SourceTruth>,
     pub attribution: Vec<Attribution>,
+    /// How often each model's held-out responses carry their question's
+    /// name, item and start count.
+    #[serde(default)]
+    pub question_reading: Vec<QuestionReading>,
+    /// The correctness analysis of the distilled model's held-out responses.
+    #[serde(default)]
+    pub correctness: CorrectnessAnalysis,
     pub experiment: Option<Experiment>,
 }
 
@@ -304,9 +491,33 @@ mod tests {
     }
 
     #[test]
-    fn experiment_rows_summarise_seeds() {
-        let row = ExperimentRow::new("random".into(), vec![0, 1, 2], vec![0.2, 0.4, 0.6], 3.0, 6.0, 0.9);
+    fn experiment_rows_summarise_seeds_and_questions() {
+        // Two questions, three seeds.
+        let random = vec![vec![0.0, 0.5, 1.0], vec![0.4, 0.3, 0.2]];
+        let row = ExperimentRow::new("random".into(), Some(0.1), vec![7, 8, 9], &random, None, (3.0, 6.0, 0.9));
+        assert_eq!(row.accuracies.len(), 3);
+        assert!((row.accuracies[0] - 0.2).abs() < 1e-12 && (row.accuracies[2] - 0.6).abs() < 1e-12);
         assert!((row.mean - 0.4).abs() < 1e-12);
         assert!((row.std - 0.2).abs() < 1e-12);
+        // Questions' means 0.5 and 0.3 (sd √0.02), seeds' sd 0.2.
+        let expected = (0.02f64 / 2.0 + 0.04 / 3.0).sqrt();
+        assert!((row.standard_error - expected).abs() < 1e-12, "{}", row.standard_error);
+        assert!(row.vs_random.is_none());
+        let better = vec![vec![0.1, 0.6, 1.0], vec![0.5, 0.4, 0.3]];
+        let row = ExperimentRow::new("teacher-count".into(), None, vec![7, 8, 9], &better, Some(&random), (4.0, 6.0, 1.0));
+        let difference = row.vs_random.unwrap();
+        assert!((difference.mean - 0.5 * (0.2 / 3.0 + 0.3 / 3.0)).abs() < 1e-12, "{difference:?}");
+        assert!(difference.low <= difference.mean && difference.mean <= difference.high);
+        assert!(difference.low > 0.0);
+    }
+
+    #[test]
+    fn bootstrap_interval_is_deterministic_and_covers_the_mean() {
+        let values: QuestionAccuracies = (0..50).map(|i| vec![f64::from(i % 7) / 6.0]).collect();
+        let (low, high) = bootstrap_interval(&values, 2000, 1);
+        assert_eq!((low, high), bootstrap_interval(&values, 2000, 1));
+        let mean = values.iter().map(|v| v[0]).sum::<f64>() / 50.0;
+        assert!(low < mean && mean < high, "{low} {mean} {high}");
+        assert_eq!(bootstrap_interval(&vec![vec![0.5]; 4], 100, 3), (0.5, 0.5));
     }
 }
