@@ -81,8 +81,23 @@ pub fn script_hash() -> String {
     format!("'sha256-{}'", base64(&Sha256::digest(SCRIPT.as_bytes())))
 }
 
+/// A word longer than this (a path, a fingerprint) may be broken anywhere
+/// to fit its column; shorter ones are never split (see `report.css`).
+const LONG_WORD: usize = 24;
+
+/// A table cell with `text` escaped: `<td class="long">` when it holds a
+/// word longer than [`LONG_WORD`] characters, which the CSS lets break
+/// anywhere so that it cannot push the table past the page.
+fn td(text: &str) -> String {
+    if text.split_whitespace().any(|word| word.chars().count() > LONG_WORD) {
+        format!("<td class=\"long\">{}</td>", escape(text))
+    } else {
+        format!("<td>{}</td>", escape(text))
+    }
+}
+
 fn row(out: &mut String, key: &str, value: &str) {
-    let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", escape(key), escape(value));
+    let _ = write!(out, "<tr><th>{}</th>{}</tr>", escape(key), td(value));
 }
 
 fn percent(part: usize, whole: usize) -> String {
@@ -106,10 +121,10 @@ fn models_table(models: &serde_json::Map<String, Value>) -> String {
         let field = |name: &str| info.get(name).and_then(Value::as_str).unwrap_or("").to_string();
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
-            escape(role),
-            escape(&field("kind")),
-            escape(&field("source")),
+            "<tr>{}{}{}<td class=\"mono long\">{}</td></tr>",
+            td(role),
+            td(&field("kind")),
+            td(&field("source")),
             escape(&field("fingerprint"))
         );
     }
@@ -220,9 +235,11 @@ pub fn strategy_table(stats: &[StrategyStats]) -> String {
     out
 }
 
-/// The tables of `demo.json`: models, accuracy, the ground-truth confusion
-/// table (by origin and by family), the origins of every model's samples,
-/// the attribution ranking and the experiment.
+/// The tables of `demo.json`: models, accuracy, how often each model reads
+/// its question, the ground-truth confusion table (by origin and by family),
+/// the origins of every model's samples and the attribution ranking. The
+/// correctness analysis and the experiment have sections of their own
+/// ([`demo_correctness`], [`demo_experiment`]).
 pub fn demo_overview(d: &whence_world::summary::DemoSummary) -> String {
     use whence_core::Label;
     const DEMO_LABELS: [Label; 5] = [Label::Teacher, Label::Student, Label::Shared, Label::Boosted, Label::Unscored];
@@ -232,12 +249,12 @@ pub fn demo_overview(d: &whence_world::summary::DemoSummary) -> String {
     for m in &d.models {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3} → {:.3}</td></tr>",
-            escape(&m.role),
-            escape(&m.architecture),
+            "<tr>{}{}<td>{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{:.3} → {:.3}</td></tr>",
+            td(&m.role),
+            td(&m.architecture),
             m.parameters,
             m.vocab_size,
-            escape(&m.trained_on),
+            td(&m.trained_on),
             m.training_sequences,
             m.steps,
             m.first_loss,
@@ -256,7 +273,9 @@ pub fn demo_overview(d: &whence_world::summary::DemoSummary) -> String {
             100.0 * a.accuracy
         );
     }
-    out.push_str("</table><table class=\"kv\" id=\"demo-ground-truth\"><tr><th>origin (by family)</th><th>sentences</th>");
+    out.push_str("</table>");
+    out.push_str(&question_reading_table(&d.question_reading));
+    out.push_str("<table class=\"kv\" id=\"demo-ground-truth\"><tr><th>origin (by family)</th><th>sentences</th>");
     for label in DEMO_LABELS {
         let _ = write!(out, "<th>{}{}</th>", swatch(label.as_str()), label.as_str());
     }
@@ -270,7 +289,7 @@ pub fn demo_overview(d: &whence_world::summary::DemoSummary) -> String {
     }
     let _ = write!(
         out,
-        "</table><p>Teacher-only sentences labelled <code>teacher</code>: {}; student-only sentences labelled <code>student</code>: {} (the goal: at least 80% each; β = {}).</p>",
+        "</table><p>Teacher-only sentences labelled <code>teacher</code>: {}; student-only sentences labelled <code>student</code>: {} (the goal: at least 90% each; β = {}).</p>",
         share(d.ground_truth.teacher_only_labelled_teacher),
         share(d.ground_truth.student_only_labelled_student),
         d.beta
@@ -319,43 +338,170 @@ pub fn demo_overview(d: &whence_world::summary::DemoSummary) -> String {
     for a in &d.attribution {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td></tr>",
             a.rank,
-            escape(&a.candidate),
+            td(&a.candidate),
             share(a.teacher_share),
             share(a.student_share),
             a.margin.map_or("–".to_string(), |m| format!("{m:+.3}"))
         );
     }
     out.push_str("</table>");
-    if let Some(e) = &d.experiment {
+    out
+}
+
+/// `part` of `whole` as a share with the count: `97.0% (485)`.
+fn share_of(part: usize, whole: usize) -> String {
+    format!("{} ({part})", percent(part, whole))
+}
+
+/// How often each model's held-out responses carry their question's name,
+/// item and start count; nothing for a demo.json without it.
+fn question_reading_table(reading: &[whence_world::summary::QuestionReading]) -> String {
+    if reading.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<p>Does each model read its question? Every question names a person, an item and a start count; the table gives the share of each model's held-out responses that repeat the question's own name, item and start count (as a number), and all three at once — a response that does not carry its question's facts cannot reach the right answer.</p>");
+    out.push_str("<table class=\"kv\" id=\"demo-question-reading\"><tr><th>responses of</th><th>responses</th><th>with the question's name</th><th>item</th><th>start count</th><th>all three</th></tr>");
+    for r in reading {
         let _ = write!(
             out,
-            "<p>Experiment: the student distilled on {} teacher responses chosen by each strategy; held-out accuracy over {} questions × {} samples per seed.</p>",
-            e.training_responses, e.heldout_questions, e.samples_per_question
+            "<tr>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            td(&r.model),
+            r.responses,
+            share_of(r.name, r.responses),
+            share_of(r.item, r.responses),
+            share_of(r.start, r.responses),
+            share_of(r.all, r.responses)
         );
-        out.push_str("<table class=\"kv\" id=\"demo-experiment\"><tr><th>strategy</th><th>accuracy, mean ± sd</th><th>per seed</th><th>teacher actions per kept response</th><th>actions per kept response</th><th>kept responses correct</th></tr>");
-        for r in &e.rows {
-            let seeds: Vec<String> = r.accuracies.iter().map(|a| format!("{:.1}%", 100.0 * a)).collect();
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// A share as a percentage with one decimal, `–` for none.
+fn percent_of(share: Option<f64>) -> String {
+    share.filter(|s| s.is_finite()).map_or("–".to_string(), |s| format!("{:.1}%", 100.0 * s))
+}
+
+/// A difference of shares in percentage points with its sign: `+3.1`.
+fn points(x: f64) -> String {
+    crate::figures::signed(100.0 * x, 1)
+}
+
+/// The paper's correctness analysis of the distilled model's held-out
+/// responses: what it asks, the mean teacher share of correct and incorrect
+/// responses, and accuracy by teacher-share quartile. The figure (paper
+/// Fig. 3) follows it in the section.
+pub fn demo_correctness(c: &whence_world::summary::CorrectnessAnalysis) -> String {
+    let mut out = String::from("<p>Do the teacher's sentences help? The paper splits the distilled model's held-out responses by whether their final answer is right and asks two things: whether responses with more teacher-labelled sentences are right more often, and where in a response the teacher's sentences sit, in correct against incorrect responses (its Fig. 3). A response's <b>teacher share</b> is its teacher-labelled actions over its scored actions.</p>");
+    if c.responses == 0 && c.profile.is_empty() {
+        out.push_str("<p id=\"demo-no-correctness\">This demo.json has no correctness analysis (it was written before whence computed one, or no held-out response has both a known answer and a scored action).</p>");
+        return out;
+    }
+    let _ = write!(
+        out,
+        "<p>Of the {} held-out responses with a known answer and at least one scored action, {} are correct and {} incorrect. Their mean teacher share:</p>",
+        c.responses, c.correct, c.incorrect
+    );
+    out.push_str("<table class=\"kv\" id=\"demo-teacher-share\"><tr><th>responses</th><th>count</th><th>mean teacher share</th></tr>");
+    let _ = write!(out, "<tr><td>correct</td><td>{}</td><td>{}</td></tr>", c.correct, percent_of(c.mean_teacher_share_correct));
+    let _ = write!(out, "<tr><td>incorrect</td><td>{}</td><td>{}</td></tr>", c.incorrect, percent_of(c.mean_teacher_share_incorrect));
+    if let (Some(right), Some(wrong)) = (c.mean_teacher_share_correct, c.mean_teacher_share_incorrect) {
+        let _ = write!(out, "<tr><td>correct − incorrect</td><td></td><td>{} pp</td></tr>", points(right - wrong));
+    }
+    out.push_str("</table>");
+    if !c.quartiles.is_empty() {
+        out.push_str("<table class=\"kv\" id=\"demo-share-quartiles\"><tr><th>teacher-share quartile</th><th>teacher share from – to</th><th>responses</th><th>correct</th><th>accuracy</th></tr>");
+        for q in &c.quartiles {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{:.1}% ± {:.1}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}%</td></tr>",
-                escape(&r.strategy),
-                100.0 * r.mean,
-                100.0 * r.std,
-                seeds.join(", "),
-                r.mean_teacher_actions,
-                r.mean_actions,
-                100.0 * r.kept_correct
+                "<tr><td>{}</td><td>{} – {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                match q.quartile {
+                    1 => "1 (lowest)".to_string(),
+                    4 => "4 (highest)".to_string(),
+                    n => n.to_string(),
+                },
+                percent_of(Some(q.low)),
+                percent_of(Some(q.high)),
+                q.responses,
+                q.correct,
+                percent_of(Some(q.accuracy))
             );
         }
-        out.push_str("</table>");
-    } else {
-        out.push_str("<p id=\"demo-no-experiment\">No experiment ran (<code>whence demo --experiment</code> distils the student on the responses each selection strategy keeps and compares their held-out accuracy).</p>");
+        out.push_str("</table><p>Quartiles: the responses ranked by teacher share (ties by id) and cut into four groups of equal size. If teacher sentences help, accuracy rises from the first quartile to the fourth.</p>");
     }
     out
 }
 
+/// The experiment of `whence demo --experiment` (paper Table 1): the
+/// table, how its errors are computed, or a note that it did not run.
+pub fn demo_experiment(experiment: Option<&whence_world::summary::Experiment>) -> String {
+    let Some(e) = experiment else {
+        return "<p id=\"demo-no-experiment\">No experiment ran (<code>whence demo --experiment</code> distils the student on the responses each selection strategy keeps and compares their held-out accuracy).</p>".to_string();
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<p>Does choosing the training responses by their teacher labels help? For each selection strategy, the student is distilled on the {} teacher responses it keeps (one per training question), once per seed{}, and each distilled model answers {} held-out questions {} times; a question's accuracy is the share of its samples that are right, and a row's accuracy the mean over questions and seeds.",
+        e.training_responses,
+        e.rows.first().filter(|r| !r.seeds.is_empty()).map_or(String::new(), |r| format!(
+            " ({} {})",
+            if r.seeds.len() == 1 { "seed" } else { "seeds" },
+            r.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        )),
+        e.heldout_questions,
+        e.samples_per_question
+    );
+    if let Some(beta) = e.searched_beta {
+        let _ =
+            write!(out, " The β search before training picked β = {beta:.3}; a strategy named with another β selects with that β instead.");
+    }
+    out.push_str("</p>");
+    let has_errors = e.rows.iter().any(|r| r.standard_error > 0.0 || r.vs_random.is_some());
+    if has_errors {
+        out.push_str("<p>The <b>standard error</b> counts both the questions and the seeds as drawn at random: √(s²<sub>q</sub>/Q + s²<sub>s</sub>/S), with s²<sub>q</sub> the variance of the Q questions' accuracies (each averaged over seeds) and s²<sub>s</sub> that of the S seeds' accuracies (each averaged over questions). <b>vs random</b> is the row's accuracy minus <code>random</code>'s, paired by seed and question (the same questions and seeds, so what they share cancels), with its standard error computed the same way and a 95% interval from 10,000 bootstrap resamples of the questions (with replacement; the 2.5% and 97.5% quantiles of the resampled mean difference). An interval that excludes 0 is a difference the questions drawn are unlikely to explain; it resamples questions only, so unlike the standard error it leaves out how much a result changes from one training seed to another.</p>");
+    } else {
+        out.push_str("<p>This demo.json was written before whence computed standard errors and paired differences: only the spread over seeds is shown.</p>");
+    }
+    out.push_str("<table class=\"kv\" id=\"demo-experiment\"><tr><th>strategy</th><th>β</th><th>accuracy: mean ± standard error</th><th>sd over seeds</th><th>accuracy per seed</th><th>vs random: mean ± standard error</th><th>vs random: 95% interval</th><th>teacher actions / actions per kept response</th><th>kept responses correct</th></tr>");
+    for r in &e.rows {
+        let seeds: Vec<String> = r.accuracies.iter().map(|a| format!("{:.1}%", 100.0 * a)).collect();
+        let beta = match (r.beta, e.searched_beta) {
+            (Some(b), Some(s)) if (b - s).abs() < 1e-12 => format!("{b:.3} (searched)"),
+            (Some(b), _) => format!("{b:.3}"),
+            (None, _) => "–".to_string(),
+        };
+        let accuracy = if has_errors {
+            format!("{:.1}% ± {:.1} pp", 100.0 * r.mean, 100.0 * r.standard_error)
+        } else {
+            format!("{:.1}%", 100.0 * r.mean)
+        };
+        let (difference, interval) = match &r.vs_random {
+            Some(d) => {
+                (format!("{} ± {:.1} pp", points(d.mean), 100.0 * d.standard_error), format!("[{}, {}] pp", points(d.low), points(d.high)))
+            }
+            None if r.strategy.starts_with("random") => ("(the baseline)".to_string(), String::new()),
+            None => ("–".to_string(), "–".to_string()),
+        };
+        let _ = write!(
+            out,
+            "<tr>{}<td>{}</td><td>{}</td><td>{:.1} pp</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2} / {:.2}</td><td>{:.1}%</td></tr>",
+            td(&r.strategy),
+            beta,
+            accuracy,
+            100.0 * r.std,
+            seeds.join(", "),
+            difference,
+            interval,
+            r.mean_teacher_actions,
+            r.mean_actions,
+            100.0 * r.kept_correct
+        );
+    }
+    out.push_str("</table>");
+    out
+}
 pub fn attribute_overview(s: &AttributeSummary) -> String {
     let mut out = String::from("<table class=\"kv\">");
     row(&mut out, "input", &s.input.path);
@@ -378,17 +524,17 @@ pub fn attribute_overview(s: &AttributeSummary) -> String {
     let f = |x: Option<f64>, digits: usize| x.map_or("–".to_string(), |v| format!("{v:.digits$}"));
     for c in ordered {
         let source = c.model.get("source").and_then(Value::as_str).unwrap_or("");
-        let _ = write!(out, "<tr><td>{}</td><td>{}</td><td>{}</td>", c.rank, escape(&c.name), c.beta);
+        let _ = write!(out, "<tr><td>{}</td>{}<td>{}</td>", c.rank, td(&c.name), c.beta);
         for share in [c.teacher_share, c.student_share, c.shared_share, c.boosted_share] {
             let _ = write!(out, "<td>{}</td>", share.map_or("–".to_string(), |s| format!("{:.1}%", 100.0 * s)));
         }
         let _ = write!(
             out,
-            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<td>{}</td><td>{}</td><td>{}</td>{}</tr>",
             f(c.margin, 3),
             f(c.mean_p_candidate_teacher_actions, 3),
             f(c.teacher_correct_minus_incorrect_first_400, 2),
-            escape(source)
+            td(source)
         );
     }
     out.push_str("</table>");
@@ -557,6 +703,17 @@ mod tests {
         let json = script_json(&serde_json::to_string(&hostile).unwrap());
         assert!(!json.contains('<') && !json.contains('>') && !json.contains('&'));
         assert_eq!(serde_json::from_str::<String>(&json).unwrap(), hostile);
+    }
+
+    #[test]
+    fn only_cells_with_long_words_may_break_anywhere() {
+        assert_eq!(td("Qwen2ForCausalLM"), "<td>Qwen2ForCausalLM</td>");
+        assert_eq!(td("trained on the pretraining split"), "<td>trained on the pretraining split</td>");
+        assert_eq!(
+            td("/data/runs/2024/demo/heldout-distilled.jsonl"),
+            "<td class=\"long\">/data/runs/2024/demo/heldout-distilled.jsonl</td>"
+        );
+        assert_eq!(td("a<b"), "<td>a&lt;b</td>");
     }
 
     #[test]

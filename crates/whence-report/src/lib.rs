@@ -34,11 +34,13 @@ use figures::attribution::{CandidateBar, ProfilesPlot, SharesPlot};
 use figures::behaviour::{BehaviourPlot, BehaviourTable};
 use figures::beta::BetaPlot;
 use figures::differences::DifferencesPlot;
+use figures::experiment::ExperimentPlot;
 use figures::profile::{ProfileOptions, ProfilePlot};
 use figures::selection::{SelectionPlot, StrategyStats};
 use figures::trajectory::{ActionPoint, TrajectoryPlot};
 use figures::{file_safe, render, Figure};
 use load::{ActionRow, AttributeRun, Run, SelectRun, TraceRun};
+use whence_world::summary::DemoSummary;
 
 /// How the report is made.
 #[derive(Debug, Clone)]
@@ -438,19 +440,95 @@ fn attribute_sections(run: &AttributeRun, options: &ReportOptions) -> Result<Vec
     }])
 }
 
+/// The sections of `demo.json`: the world against its ground truth, the
+/// correctness analysis with its position profile (paper Fig. 3), and the
+/// experiment with its figure.
+fn demo_sections(demo: &DemoSummary, options: &ReportOptions) -> Result<Vec<Section>, ReportError> {
+    let mut sections = vec![Section {
+        id: "demo".into(),
+        title: "Demo: the distillation world against its ground truth".into(),
+        intro: html::demo_overview(demo),
+        figures: Vec::new(),
+        outro: String::new(),
+    }];
+
+    let c = &demo.correctness;
+    let rows = figures::profile::rows_of_correctness(&c.profile);
+    let mut correctness_figures = Vec::new();
+    if !rows.is_empty() {
+        let split = figures::profile::split_by_correctness(&rows);
+        let profile = ProfilePlot {
+            name: "demo-correctness-profile".into(),
+            title: format!(
+                "{} (window {}, n ≥ {})",
+                if split { "Correct (solid) against incorrect (dashed) responses" } else { "All responses" },
+                options.window,
+                options.min_count
+            ),
+            rows: rows.clone(),
+            options: ProfileOptions { window: options.window, min_count: options.min_count },
+        };
+        let caption = if figures::profile::extent(&rows, options.min_count) == figures::profile::Extent::Empty {
+            format!("{}.", capitalised(&figures::profile::extent_note(&rows, options.min_count)))
+        } else {
+            let groups = if split {
+                format!("solid lines are the {} correct responses, dashed the {} incorrect ones; where the solid teacher (green) line runs above the dashed one, correct responses carry more teacher sentences at that point", c.correct, c.incorrect)
+            } else {
+                "all responses in one line (only one of correct and incorrect has responses, so there is nothing to compare)".to_string()
+            };
+            format!(
+                "The distilled model's held-out responses, from demo.json's correctness analysis. At each action index j, the fraction of each label among the responses whose action j is scored; {groups}. Smoothed with a centred moving window of {} positions, pooled by count. The lower panel shows n_j{}, the responses behind each point; {}.",
+                options.window,
+                if split { " per group (solid correct, dashed incorrect)" } else { "" },
+                figures::profile::extent_note(&rows, options.min_count)
+            )
+        };
+        correctness_figures.push(render(
+            &profile,
+            "Label fractions by position, correct against incorrect (paper Fig. 3)",
+            caption,
+            options.png_scale,
+        )?);
+    }
+    sections.push(Section {
+        id: "demo-correctness".into(),
+        title: "Demo: teacher sentences and correctness".into(),
+        intro: html::demo_correctness(c),
+        figures: correctness_figures,
+        outro: String::new(),
+    });
+
+    let mut experiment_figures = Vec::new();
+    if let Some(e) = demo.experiment.as_ref().filter(|e| !e.rows.is_empty()) {
+        let plot = ExperimentPlot {
+            name: "demo-experiment".into(),
+            title: "Held-out accuracy per selection strategy".into(),
+            experiment: e.clone(),
+        };
+        experiment_figures.push(render(
+            &plot,
+            "Experiment: accuracy per selection strategy (paper Table 1)",
+            "Left: each strategy's mean held-out accuracy (dot) ± one standard error (thick bar), and each seed's accuracy (rings). Right: the paired difference from random in percentage points (accuracy − random's, by seed and question; the clearer comparison, since the questions and seeds the rows share cancel): the mean (dot), ± one standard error (thick bar) and the 95% bootstrap interval over questions (thin green bar with caps). An interval clear of the dashed zero line is a difference that the questions drawn are unlikely to explain.".into(),
+            options.png_scale,
+        )?);
+    }
+    sections.push(Section {
+        id: "demo-experiment".into(),
+        title: "Demo: the selection experiment".into(),
+        intro: html::demo_experiment(demo.experiment.as_ref()),
+        figures: experiment_figures,
+        outro: String::new(),
+    });
+    Ok(sections)
+}
+
 /// Computes the report of everything found at `input`.
 pub fn build_report(input: &Path, options: &ReportOptions) -> Result<Report, ReportError> {
     let run: Run = load::discover(input)?;
     let mut sections = Vec::new();
     let mut browser = None;
     if let Some(demo) = &run.demo {
-        sections.push(Section {
-            id: "demo".into(),
-            title: "Demo: the distillation world against its ground truth".into(),
-            intro: html::demo_overview(demo),
-            figures: Vec::new(),
-            outro: String::new(),
-        });
+        sections.extend(demo_sections(demo, options)?);
     }
     if let Some(trace) = &run.trace {
         let (s, b) = trace_sections(trace, options)?;

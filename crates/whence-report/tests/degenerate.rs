@@ -424,7 +424,9 @@ fn a_demo_without_experiment_says_so() {
         "ground_truth_by_source": [], "attribution": [], "experiment": null,
     }))
     .unwrap();
-    let html = whence_report::html::demo_overview(&demo);
+    let html = whence_report::html::demo_experiment(demo.experiment.as_ref());
     assert!(html.contains("No experiment ran (<code>whence demo --experiment</code>"), "{html}");
+    let html = whence_report::html::demo_overview(&demo) + &whence_report::html::demo_correctness(&demo.correctness);
+    assert!(html.contains("no correctness analysis"), "{html}");
     assert!(!html.contains("NaN"), "{html}");
 }

@@ -11,6 +11,8 @@
 //! - [`behaviour`]: the share of each behaviour within each label (Fig. 10);
 //! - [`selection`]: kept against dropped responses per selection strategy;
 //! - [`attribution`]: candidate teachers side by side;
+//! - [`experiment`]: the demo's experiment, accuracy per selection strategy
+//!   with its standard error and the paired difference from `random`;
 //! - [`axis`]: the numeric axes all of them share: tick labels with the
 //!   decimals their step needs, padded flat ranges, whole-number ticks.
 //!
@@ -22,6 +24,7 @@ pub mod axis;
 pub mod behaviour;
 pub mod beta;
 pub mod differences;
+pub mod experiment;
 pub mod profile;
 pub mod selection;
 pub mod trajectory;
@@ -58,6 +61,8 @@ pub enum Key {
     Line(RGBColor, bool),
     /// A filled square with an opacity.
     Square(RGBColor, f64),
+    /// A dot, filled or a ring.
+    Dot(RGBColor, bool),
 }
 
 /// Draws a legend as a column of keys, top-left in `area`.
@@ -84,6 +89,10 @@ where
             Key::Square(colour, alpha) => {
                 let h = style.ipx(6.0);
                 area.draw(&Rectangle::new([(x, y - h), (x + style.ipx(24.0), y + h)], style.fill(colour, alpha)))?;
+            }
+            Key::Dot(colour, filled) => {
+                let shape = if filled { style.fill(colour, 1.0) } else { style.line(colour, 1.5) };
+                area.draw(&Circle::new((x + style.ipx(12.0), y), style.px(4.0), shape))?;
             }
         }
         area.draw(&Text::new(label.clone(), (x + style.ipx(30.0), y), text.clone()))?;

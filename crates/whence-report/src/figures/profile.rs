@@ -15,6 +15,7 @@ use super::axis::Axis;
 use super::{counted, no_data, side_legend, tokens_short, Key};
 use crate::load::PositionRow;
 use crate::style::{label_colour, DrawResult, Plot, Style, COMMON, GRID, INK, LABELS};
+use whence_world::summary::{CorrectnessPosition, PositionShares};
 
 #[derive(Debug, Clone)]
 pub struct ProfileOptions {
@@ -274,6 +275,31 @@ impl Plot for ProfilePlot {
     }
 }
 
+/// The rows of a profile split by correctness as `demo.json` holds it
+/// (paper Fig. 3), in the form the positions table gives: one row per index
+/// from 0 to the last (an index missing from `positions` has no response),
+/// `all` the two groups pooled by count, and a group's fractions `None` where
+/// it has no response.
+pub fn rows_of_correctness(positions: &[CorrectnessPosition]) -> Vec<PositionRow> {
+    let last = positions.iter().map(|p| p.index).max();
+    let mut rows: Vec<PositionRow> = (0..last.map_or(0, |l| l + 1))
+        .map(|index| PositionRow { index, marker_tokens: None, n: [0; 3], fractions: [[None; 4]; 3] })
+        .collect();
+    // In the order of LABELS: teacher, student, shared, boosted.
+    let shares = |s: &PositionShares| [s.teacher, s.student, s.shared, s.boosted];
+    for p in positions {
+        let row = &mut rows[p.index];
+        let (c, i) = (&p.correct, &p.incorrect);
+        row.n = [c.n + i.n, c.n, i.n];
+        for (slot, (fc, fi)) in shares(c).into_iter().zip(shares(i)).enumerate() {
+            row.fractions[1][slot] = (c.n > 0).then_some(fc);
+            row.fractions[2][slot] = (i.n > 0).then_some(fi);
+            row.fractions[0][slot] = (c.n + i.n > 0).then(|| (fc * c.n as f64 + fi * i.n as f64) / (c.n + i.n) as f64);
+        }
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +342,27 @@ mod tests {
         let points = vec![(0.0, 0.1), (1.0, 0.2), (3.0, 0.3), (5.0, 0.4), (6.0, 0.5)];
         assert_eq!(runs(points), vec![vec![(0.0, 0.1), (1.0, 0.2)], vec![(3.0, 0.3)], vec![(5.0, 0.4), (6.0, 0.5)]]);
         assert!(runs(vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_correctness_profile_becomes_dense_rows() {
+        let shares = |n: usize, teacher: f64| PositionShares { n, teacher, boosted: 0.1, student: 0.9 - teacher, shared: 0.0 };
+        let positions = vec![
+            CorrectnessPosition { index: 0, correct: shares(3, 0.6), incorrect: shares(1, 0.2) },
+            CorrectnessPosition { index: 2, correct: shares(0, 0.0), incorrect: shares(2, 0.4) },
+        ];
+        let rows = rows_of_correctness(&positions);
+        assert_eq!(rows.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(rows[0].n, [4, 3, 1]);
+        assert_eq!(rows[0].fractions[1][0], Some(0.6));
+        assert_eq!(rows[0].fractions[2][1], Some(0.7));
+        assert!((rows[0].fractions[0][0].unwrap() - 0.5).abs() < 1e-12);
+        // No response at index 1; no correct one at index 2.
+        assert_eq!((rows[1].n, rows[1].fractions), ([0; 3], [[None; 4]; 3]));
+        assert_eq!(rows[2].fractions[1], [None; 4]);
+        assert_eq!(rows[2].fractions[0][3], Some(0.1));
+        assert!(split_by_correctness(&rows));
+        assert!(rows_of_correctness(&[]).is_empty());
     }
 
     #[test]
