@@ -338,11 +338,12 @@ impl Model {
         for layer in &self.layers {
             let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
             let qkv_weight = Tensor::cat(&[layer.q.as_tensor(), layer.k.as_tensor(), layer.v.as_tensor()], 0)?;
-            let mut qkv = h.matmul(&qkv_weight.t()?)?;
-            if let Some([bq, bk, bv]) = &layer.qkv_bias {
-                qkv = qkv.broadcast_add(&Tensor::cat(&[bq.as_tensor(), bk.as_tensor(), bv.as_tensor()], 0)?)?;
-            }
-            let attended = ops::attention(&qkv, batch, time, self.shape.heads, &self.cos, &self.sin)?;
+            let qkv = h.matmul(&qkv_weight.t()?)?;
+            let bias = match &layer.qkv_bias {
+                Some([bq, bk, bv]) => Some(Tensor::cat(&[bq.as_tensor(), bk.as_tensor(), bv.as_tensor()], 0)?),
+                None => None,
+            };
+            let attended = ops::attention(&qkv, bias.as_ref(), batch, time, self.shape.heads, &self.cos, &self.sin)?;
             x = (x + attended.matmul(&layer.o.t()?)?)?;
             let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
             let gate_up = h.matmul(&Tensor::cat(&[layer.gate.as_tensor(), layer.up.as_tensor()], 0)?.t()?)?;

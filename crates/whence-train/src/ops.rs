@@ -321,18 +321,38 @@ impl Dims {
 /// One (sequence, head) forward: returns the output `[time, d]` and what
 /// backward needs.
 #[inline(always)]
-fn attention_fwd_job_generic(qkv: &[f32], dims: &Dims, b: usize, h: usize, cos: &[f32], sin: &[f32]) -> (Vec<f32>, Saved) {
+fn attention_fwd_job_generic(
+    qkv: &[f32],
+    bias: &[f32],
+    dims: &Dims,
+    b: usize,
+    h: usize,
+    cos: &[f32],
+    sin: &[f32],
+) -> (Vec<f32>, Saved) {
     let (t_len, d, hidden) = (dims.time, dims.d, dims.hidden());
     let row = 3 * hidden;
     let mut q = vec![0f32; t_len * d];
     let mut k = vec![0f32; t_len * d];
     let mut v = vec![0f32; t_len * d];
+    let (mut q_in, mut k_in) = (vec![0f32; d], vec![0f32; d]);
     for t in 0..t_len {
         let base = (b * t_len + t) * row + h * d;
         let (c, s) = (&cos[t * d..(t + 1) * d], &sin[t * d..(t + 1) * d]);
-        rope(&qkv[base..base + d], c, s, &mut q[t * d..(t + 1) * d]);
-        rope(&qkv[base + hidden..base + hidden + d], c, s, &mut k[t * d..(t + 1) * d]);
-        v[t * d..(t + 1) * d].copy_from_slice(&qkv[base + 2 * hidden..base + 2 * hidden + d]);
+        if bias.is_empty() {
+            q_in.copy_from_slice(&qkv[base..base + d]);
+            k_in.copy_from_slice(&qkv[base + hidden..base + hidden + d]);
+            v[t * d..(t + 1) * d].copy_from_slice(&qkv[base + 2 * hidden..base + 2 * hidden + d]);
+        } else {
+            let at = h * d;
+            for j in 0..d {
+                q_in[j] = qkv[base + j] + bias[at + j];
+                k_in[j] = qkv[base + hidden + j] + bias[hidden + at + j];
+                v[t * d + j] = qkv[base + 2 * hidden + j] + bias[2 * hidden + at + j];
+            }
+        }
+        rope(&q_in, c, s, &mut q[t * d..(t + 1) * d]);
+        rope(&k_in, c, s, &mut k[t * d..(t + 1) * d]);
     }
     let mut kt = vec![0f32; d * t_len];
     for t in 0..t_len {
@@ -368,13 +388,14 @@ fn attention_fwd_job_generic(qkv: &[f32], dims: &Dims, b: usize, h: usize, cos: 
     (out, Saved { q, k, p })
 }
 dispatch!(attention_fwd_job, attention_fwd_job_avx2, attention_fwd_job_generic,
-    (qkv: &[f32], dims: &Dims, b: usize, h: usize, cos: &[f32], sin: &[f32]) -> (Vec<f32>, Saved));
+    (qkv: &[f32], bias: &[f32], dims: &Dims, b: usize, h: usize, cos: &[f32], sin: &[f32]) -> (Vec<f32>, Saved));
 
 /// One (sequence, head) backward: the gradients of q, k, v (before RoPE),
 /// each `[time, d]`.
 #[inline(always)]
 fn attention_bwd_job_generic(
     qkv: &[f32],
+    bias: &[f32],
     grad: &[f32],
     saved: &Saved,
     dims: &Dims,
@@ -392,7 +413,7 @@ fn attention_bwd_job_generic(
         go[t * d..(t + 1) * d].copy_from_slice(&grad[g..g + d]);
         let base = (b * t_len + t) * row + 2 * hidden + h * d;
         for j in 0..d {
-            vt[j * t_len + t] = qkv[base + j];
+            vt[j * t_len + t] = if bias.is_empty() { qkv[base + j] } else { qkv[base + j] + bias[2 * hidden + h * d + j] };
         }
     }
     let (q, k, p) = (&saved.q, &saved.k, &saved.p);
@@ -432,19 +453,20 @@ fn attention_bwd_job_generic(
     [gq, gk, dv]
 }
 dispatch!(attention_bwd_job, attention_bwd_job_avx2, attention_bwd_job_generic,
-    (qkv: &[f32], grad: &[f32], saved: &Saved, dims: &Dims, b: usize, h: usize, cos: &[f32], sin: &[f32]) -> [Vec<f32>; 3]);
+    (qkv: &[f32], bias: &[f32], grad: &[f32], saved: &Saved, dims: &Dims, b: usize, h: usize, cos: &[f32], sin: &[f32]) -> [Vec<f32>; 3]);
 
 impl Attention {
     fn dims(&self) -> Dims {
         Dims { time: self.time, heads: self.heads, d: self.head_dim, scale: self.scale }
     }
 
-    fn forward(&self, qkv: &[f32]) -> (Vec<f32>, Vec<Saved>) {
+    /// `bias` is empty or `[3·hidden]`.
+    fn forward(&self, qkv: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<Saved>) {
         let dims = self.dims();
         let (t_len, d, hidden) = (self.time, self.head_dim, dims.hidden());
         let jobs: Vec<(Vec<f32>, Saved)> = (0..self.batch * self.heads)
             .into_par_iter()
-            .map(|job| attention_fwd_job(qkv, &dims, job / self.heads, job % self.heads, &self.cos, &self.sin))
+            .map(|job| attention_fwd_job(qkv, bias, &dims, job / self.heads, job % self.heads, &self.cos, &self.sin))
             .collect();
         let mut out = vec![0f32; self.batch * t_len * hidden];
         let mut saved = Vec::with_capacity(jobs.len());
@@ -460,58 +482,104 @@ impl Attention {
     }
 }
 
+impl Attention {
+    fn cpu_forward(&self, qkv: &[f32], layout: &Layout, bias: &[f32]) -> Result<(CpuStorage, Shape)> {
+        let hidden = self.heads * self.head_dim;
+        if layout.dims() != [self.batch * self.time, 3 * hidden] || !(bias.is_empty() || bias.len() == 3 * hidden) {
+            bail!("attention: q/k/v {:?} is not [{} rows, {}]", layout.dims(), self.batch * self.time, 3 * hidden);
+        }
+        let (out, saved) = self.forward(qkv, bias);
+        *self.saved.lock().unwrap() = saved;
+        Ok((CpuStorage::F32(out), Shape::from((self.batch * self.time, hidden))))
+    }
+
+    /// The gradient of q/k/v `[rows, 3·hidden]` (that of the bias is its
+    /// column sums).
+    fn backward(&self, qkv: &[f32], bias: &[f32], grad: &[f32]) -> Vec<f32> {
+        let dims = self.dims();
+        let (t_len, d, hidden) = (self.time, self.head_dim, dims.hidden());
+        let mut saved = self.saved.lock().unwrap();
+        if saved.len() != self.batch * self.heads {
+            *saved = self.forward(qkv, bias).1;
+        }
+        let jobs: Vec<[Vec<f32>; 3]> = saved
+            .par_iter()
+            .enumerate()
+            .map(|(job, s)| attention_bwd_job(qkv, bias, grad, s, &dims, job / self.heads, job % self.heads, &self.cos, &self.sin))
+            .collect();
+        let mut out = vec![0f32; qkv.len()];
+        for (job, parts) in jobs.iter().enumerate() {
+            let (b, h) = (job / self.heads, job % self.heads);
+            for (which, part) in parts.iter().enumerate() {
+                for t in 0..t_len {
+                    let at = (b * t_len + t) * 3 * hidden + which * hidden + h * d;
+                    out[at..at + d].copy_from_slice(&part[t * d..(t + 1) * d]);
+                }
+            }
+        }
+        out
+    }
+}
+
 impl CustomOp1 for Attention {
     fn name(&self) -> &'static str {
         "whence-causal-attention"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let qkv = contiguous(storage, layout)?;
-        let hidden = self.heads * self.head_dim;
-        if layout.dims() != [self.batch * self.time, 3 * hidden] {
-            bail!("attention: q/k/v {:?} is not [{} rows, {}]", layout.dims(), self.batch * self.time, 3 * hidden);
-        }
-        let (out, saved) = self.forward(qkv);
-        *self.saved.lock().unwrap() = saved;
-        Ok((CpuStorage::F32(out), Shape::from((self.batch * self.time, hidden))))
+        self.cpu_forward(contiguous(storage, layout)?, layout, &[])
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let dims = self.dims();
-        let (t_len, d, hidden) = (self.time, self.head_dim, dims.hidden());
-        let out = with_values(arg, |qkv| {
-            with_values(grad, |grad| {
-                let mut saved = self.saved.lock().unwrap();
-                if saved.len() != self.batch * self.heads {
-                    *saved = self.forward(qkv).1;
-                }
-                let jobs: Vec<[Vec<f32>; 3]> = saved
-                    .par_iter()
-                    .enumerate()
-                    .map(|(job, s)| attention_bwd_job(qkv, grad, s, &dims, job / self.heads, job % self.heads, &self.cos, &self.sin))
-                    .collect();
-                let mut out = vec![0f32; qkv.len()];
-                for (job, parts) in jobs.iter().enumerate() {
-                    let (b, h) = (job / self.heads, job % self.heads);
-                    for (which, part) in parts.iter().enumerate() {
-                        for t in 0..t_len {
-                            let at = (b * t_len + t) * 3 * hidden + which * hidden + h * d;
-                            out[at..at + d].copy_from_slice(&part[t * d..(t + 1) * d]);
+        let out = with_values(arg, |qkv| with_values(grad, |grad| Ok(self.backward(qkv, &[], grad))))?;
+        Ok(Some(tensor(out, arg.shape())?))
+    }
+}
+
+impl CustomOp2 for Attention {
+    fn name(&self) -> &'static str {
+        "whence-causal-attention-bias"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.cpu_forward(contiguous(s1, l1)?, l1, contiguous(s2, l2)?)
+    }
+
+    fn bwd(&self, qkv: &Tensor, bias: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let width = bias.elem_count();
+        let (dqkv, dbias) = with_values(qkv, |x| {
+            with_values(bias, |b| {
+                with_values(grad, |g| {
+                    let dqkv = self.backward(x, b, g);
+                    // Column sums, row after row (the same order whatever the threads).
+                    let mut dbias = vec![0f32; width];
+                    for row in dqkv.chunks_exact(width) {
+                        for (a, r) in dbias.iter_mut().zip(row) {
+                            *a += r;
                         }
                     }
-                }
-                Ok(out)
+                    Ok((dqkv, dbias))
+                })
             })
         })?;
-        Ok(Some(tensor(out, arg.shape())?))
+        Ok((Some(tensor(dqkv, qkv.shape())?), Some(tensor(dbias, bias.shape())?)))
     }
 }
 
 /// Causal softmax attention with rotate-half RoPE on q and k: `qkv` is
 /// `[batch·time, 3·hidden]` (q, k, v of each position side by side, heads
 /// of `hidden / heads` within each), `cos` and `sin` are `[≥time, head_dim]`;
-/// the result is `[batch·time, hidden]`, the heads side by side.
-pub fn attention(qkv: &Tensor, batch: usize, time: usize, heads: usize, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+/// the result is `[batch·time, hidden]`, the heads side by side. `bias`
+/// (`[3·hidden]`, Qwen2's q/k/v biases) is added to each row of `qkv` first.
+pub fn attention(
+    qkv: &Tensor,
+    bias: Option<&Tensor>,
+    batch: usize,
+    time: usize,
+    heads: usize,
+    cos: &Tensor,
+    sin: &Tensor,
+) -> Result<Tensor> {
     let (_, width) = qkv.dims2()?;
     let head_dim = width / 3 / heads;
     let table = |t: &Tensor| values(&t.narrow(0, 0, time)?);
@@ -525,7 +593,10 @@ pub fn attention(qkv: &Tensor, batch: usize, time: usize, heads: usize, cos: &Te
         sin: table(sin)?,
         saved: Mutex::new(Vec::new()),
     };
-    qkv.contiguous()?.apply_op1(op)
+    match bias {
+        Some(bias) => qkv.contiguous()?.apply_op2(&bias.contiguous()?, op),
+        None => qkv.contiguous()?.apply_op1(op),
+    }
 }
 
 // ---------------------------------------------------------------- the loss
@@ -714,12 +785,14 @@ mod tests {
         let hidden = heads * d;
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let qkv = var(&mut rng, &[batch * time, 3 * hidden], 1.5);
+        let bias = var(&mut rng, &[3 * hidden], 0.5);
         let (cos, sin) = rope_tables(time + 5, d);
         let composed = || {
             let cos = cos.narrow(0, 0, time).unwrap();
             let sin = sin.narrow(0, 0, time).unwrap();
             let mask: Vec<f32> = (0..time).flat_map(|i| (0..time).map(move |j| if j <= i { 0.0 } else { -1e9 })).collect();
             let mask = Tensor::from_vec(mask, (time, time), &Device::Cpu).unwrap();
+            let qkv = qkv.broadcast_add(&bias).unwrap();
             let split = |i: usize| {
                 qkv.narrow(1, i * hidden, hidden)
                     .unwrap()
@@ -744,7 +817,11 @@ mod tests {
             let weights = candle_nn::ops::softmax(&scores, D::Minus1).unwrap();
             weights.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((batch * time, hidden)).unwrap()
         };
-        compare("attention", &[qkv.clone()], || attention(&qkv, batch, time, heads, &cos, &sin).unwrap(), composed, 1e-5);
+        let fused = || attention(&qkv, Some(&bias), batch, time, heads, &cos, &sin).unwrap();
+        compare("attention with bias", &[qkv.clone(), bias.clone()], fused, &composed, 1e-5);
+        bias.set(&bias.zeros_like().unwrap()).unwrap();
+        let fused = || attention(&qkv, None, batch, time, heads, &cos, &sin).unwrap();
+        compare("attention", &[qkv.clone()], fused, &composed, 1e-5);
     }
 
     #[test]
