@@ -6,7 +6,8 @@
 //!
 //! Prints tokens per second (padding included, as `train` counts them) and
 //! the losses of the first and last steps, so that a change to the training
-//! step can be checked to compute the same thing.
+//! step can be checked to compute the same thing (and a hash of every
+//! step's loss bits, to check that runs are identical).
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -45,13 +46,14 @@ fn main() {
         let mut losses = Vec::new();
         let report = train(&model, &examples, &settings, 0, &mut |s| losses.push(s.loss)).unwrap();
         println!(
-            "batch {batch_size:>2}: {:>8.0} tokens/s ({} tokens in {:.2} s); loss first {:.7} step 2 {:.7} last {:.7}",
+            "batch {batch_size:>2}: {:>8.0} tokens/s ({} tokens in {:.2} s); loss first {:.7} step 2 {:.7} last {:.7}; losses' bits hash {:016x}",
             report.tokens as f64 / report.seconds,
             report.tokens,
             report.seconds,
             losses[0],
             losses[1.min(losses.len() - 1)],
-            losses[losses.len() - 1]
+            losses[losses.len() - 1],
+            losses.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, l| (h ^ l.to_bits() as u64).wrapping_mul(0x100_0000_01b3))
         );
     }
 }
