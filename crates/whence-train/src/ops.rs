@@ -52,13 +52,6 @@ fn tensor(data: Vec<f32>, shape: &Shape) -> Result<Tensor> {
     Tensor::from_vec(data, shape.clone(), &Device::Cpu)
 }
 
-#[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
 /// Whether the AVX2 copies of the kernels can run (they compute the same
 /// values: no FMA contraction, no reordered sums, only wider vectors).
 fn avx2() -> bool {
@@ -318,18 +311,44 @@ impl Dims {
     }
 }
 
-/// One (sequence, head) forward: returns the output `[time, d]` and what
-/// backward needs.
+/// `c = a·b` (or `c += a·b` when `accumulate`), `c` row-major `[m, n]`,
+/// `a` `[m, k]` and `b` `[k, n]` given by their row and column strides; on
+/// the calling thread (the jobs already run in parallel), so the sums are
+/// taken in the same order whatever the number of threads.
+#[allow(clippy::too_many_arguments)]
+fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], a: &[f32], (a_rs, a_cs): (usize, usize), b: &[f32], (b_rs, b_cs): (usize, usize), accumulate: bool) {
+    assert!(c.len() >= m * n);
+    assert!(m == 0 || k == 0 || (m - 1) * a_rs + (k - 1) * a_cs < a.len());
+    assert!(k == 0 || n == 0 || (k - 1) * b_rs + (n - 1) * b_cs < b.len());
+    // SAFETY: the bounds of every matrix are checked above.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// q (roped), k (roped) and v `[time, d]` of one (sequence, head).
 #[inline(always)]
-fn attention_fwd_job_generic(
-    qkv: &[f32],
-    bias: &[f32],
-    dims: &Dims,
-    b: usize,
-    h: usize,
-    cos: &[f32],
-    sin: &[f32],
-) -> (Vec<f32>, Saved) {
+fn gather_qkv(qkv: &[f32], bias: &[f32], dims: &Dims, b: usize, h: usize, cos: &[f32], sin: &[f32]) -> [Vec<f32>; 3] {
     let (t_len, d, hidden) = (dims.time, dims.d, dims.hidden());
     let row = 3 * hidden;
     let mut q = vec![0f32; t_len * d];
@@ -354,19 +373,31 @@ fn attention_fwd_job_generic(
         rope(&q_in, c, s, &mut q[t * d..(t + 1) * d]);
         rope(&k_in, c, s, &mut k[t * d..(t + 1) * d]);
     }
-    let mut kt = vec![0f32; d * t_len];
-    for t in 0..t_len {
-        for j in 0..d {
-            kt[j * t_len + t] = k[t * d + j];
-        }
-    }
+    [q, k, v]
+}
+
+/// One (sequence, head) forward: returns the output `[time, d]` and what
+/// backward needs. The products are full `[time, time]` ones (the masked
+/// half computed and thrown away, or multiplied by zero weights), which
+/// costs less than skipping it outside an optimised kernel.
+#[inline(always)]
+fn attention_fwd_job_generic(
+    qkv: &[f32],
+    bias: &[f32],
+    dims: &Dims,
+    b: usize,
+    h: usize,
+    cos: &[f32],
+    sin: &[f32],
+) -> (Vec<f32>, Saved) {
+    let (t_len, d) = (dims.time, dims.d);
+    let [q, k, v] = gather_qkv(qkv, bias, dims, b, h, cos, sin);
     let mut p = vec![0f32; t_len * t_len];
-    let mut out = vec![0f32; t_len * d];
+    matmul(t_len, t_len, d, &mut p, &q, (d, 1), &k, (1, d), false);
     for i in 0..t_len {
-        let s = &mut p[i * t_len..i * t_len + i + 1];
-        for j in 0..d {
-            axpy(q[i * d + j], &kt[j * t_len..j * t_len + i + 1], s);
-        }
+        let row = &mut p[i * t_len..(i + 1) * t_len];
+        let (s, masked) = row.split_at_mut(i + 1);
+        masked.fill(0.0);
         let mut max = f32::NEG_INFINITY;
         for x in s.iter_mut() {
             *x *= dims.scale;
@@ -380,11 +411,9 @@ fn attention_fwd_job_generic(
         for x in s.iter_mut() {
             *x /= sum;
         }
-        let o = &mut out[i * d..(i + 1) * d];
-        for (j, &w) in s.iter().enumerate() {
-            axpy(w, &v[j * d..(j + 1) * d], o);
-        }
     }
+    let mut out = vec![0f32; t_len * d];
+    matmul(t_len, d, t_len, &mut out, &p, (t_len, 1), &v, (d, 1), false);
     (out, Saved { q, k, p })
 }
 dispatch!(attention_fwd_job, attention_fwd_job_avx2, attention_fwd_job_generic,
@@ -392,6 +421,7 @@ dispatch!(attention_fwd_job, attention_fwd_job_avx2, attention_fwd_job_generic,
 
 /// One (sequence, head) backward: the gradients of q, k, v (before RoPE),
 /// each `[time, d]`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attention_bwd_job_generic(
     qkv: &[f32],
@@ -405,44 +435,41 @@ fn attention_bwd_job_generic(
     sin: &[f32],
 ) -> [Vec<f32>; 3] {
     let (t_len, d, hidden) = (dims.time, dims.d, dims.hidden());
-    let row = 3 * hidden;
     let mut go = vec![0f32; t_len * d];
-    let mut vt = vec![0f32; d * t_len];
+    let mut v = vec![0f32; t_len * d];
     for t in 0..t_len {
         let g = (b * t_len + t) * hidden + h * d;
         go[t * d..(t + 1) * d].copy_from_slice(&grad[g..g + d]);
-        let base = (b * t_len + t) * row + 2 * hidden + h * d;
+        let base = (b * t_len + t) * 3 * hidden + 2 * hidden + h * d;
         for j in 0..d {
-            vt[j * t_len + t] = if bias.is_empty() { qkv[base + j] } else { qkv[base + j] + bias[2 * hidden + h * d + j] };
+            v[t * d + j] = if bias.is_empty() { qkv[base + j] } else { qkv[base + j] + bias[2 * hidden + h * d + j] };
         }
     }
     let (q, k, p) = (&saved.q, &saved.k, &saved.p);
-    let mut dq = vec![0f32; t_len * d];
-    let mut dk = vec![0f32; t_len * d];
+    // dV = Pᵀ·dO, dP = dO·Vᵀ.
     let mut dv = vec![0f32; t_len * d];
-    let mut dp = vec![0f32; t_len];
+    matmul(t_len, d, t_len, &mut dv, p, (1, t_len), &go, (d, 1), false);
+    let mut ds = vec![0f32; t_len * t_len];
+    matmul(t_len, t_len, d, &mut ds, &go, (d, 1), &v, (1, d), false);
+    // dS = P ∘ (dP − Σ P∘dP), times the scale of the scores.
     for i in 0..t_len {
-        let dp = &mut dp[..i + 1];
-        dp.fill(0.0);
-        for j in 0..d {
-            axpy(go[i * d + j], &vt[j * t_len..j * t_len + i + 1], dp);
-        }
         let pr = &p[i * t_len..i * t_len + i + 1];
+        let row = &mut ds[i * t_len..(i + 1) * t_len];
+        let (dp, masked) = row.split_at_mut(i + 1);
+        masked.fill(0.0);
         let mut dot = 0f32;
         for (a, b) in pr.iter().zip(dp.iter()) {
             dot += a * b;
         }
-        let (go_i, q_i) = (&go[i * d..(i + 1) * d], &q[i * d..(i + 1) * d]);
-        let mut dq_i = [0f32; 256];
-        let dq_i = &mut dq_i[..d];
-        for j in 0..=i {
-            let ds = pr[j] * (dp[j] - dot) * dims.scale;
-            axpy(pr[j], go_i, &mut dv[j * d..(j + 1) * d]);
-            axpy(ds, &k[j * d..(j + 1) * d], dq_i);
-            axpy(ds, q_i, &mut dk[j * d..(j + 1) * d]);
+        for (x, p) in dp.iter_mut().zip(pr) {
+            *x = p * (*x - dot) * dims.scale;
         }
-        dq[i * d..(i + 1) * d].copy_from_slice(dq_i);
     }
+    // dQ = dS·K, dK = dSᵀ·Q.
+    let mut dq = vec![0f32; t_len * d];
+    matmul(t_len, d, t_len, &mut dq, &ds, (t_len, 1), k, (d, 1), false);
+    let mut dk = vec![0f32; t_len * d];
+    matmul(t_len, d, t_len, &mut dk, &ds, (1, t_len), q, (d, 1), false);
     let mut gq = vec![0f32; t_len * d];
     let mut gk = vec![0f32; t_len * d];
     for t in 0..t_len {
@@ -454,7 +481,6 @@ fn attention_bwd_job_generic(
 }
 dispatch!(attention_bwd_job, attention_bwd_job_avx2, attention_bwd_job_generic,
     (qkv: &[f32], bias: &[f32], grad: &[f32], saved: &Saved, dims: &Dims, b: usize, h: usize, cos: &[f32], sin: &[f32]) -> [Vec<f32>; 3]);
-
 impl Attention {
     fn dims(&self) -> Dims {
         Dims { time: self.time, heads: self.heads, d: self.head_dim, scale: self.scale }
