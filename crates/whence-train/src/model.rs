@@ -3,9 +3,12 @@
 //! as a checkpoint that whence's scorer and `transformers` load.
 //!
 //! The forward pass is the one of `transformers` (RMS norm, rotate-half RoPE,
-//! causal softmax attention, SiLU-gated MLP) written with differentiable
-//! tensor ops only, over a batch of right-padded sequences: padding comes
-//! after every real token, so the causal mask alone keeps it out of them.
+//! causal softmax attention, SiLU-gated MLP) over a batch of right-padded
+//! sequences: padding comes after every real token, so the causal mask
+//! alone keeps it out of them. Matrix products are candle's; the norms,
+//! RoPE with attention, the gated activation and the loss are the fused
+//! ops of `crate::ops`, with hand-written backward passes (the tests below
+//! check the whole step against the generic-op model it replaced).
 
 use std::collections::HashMap;
 use std::path::Path;

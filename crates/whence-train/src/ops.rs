@@ -13,9 +13,9 @@
 //!   targets where the mask is 1.
 //!
 //! Work is split over rows (or over sequence×head) with rayon; every value
-//! is computed by one thread in a fixed order and sums over rows are taken
-//! in fixed blocks added in order, so results do not depend on the number
-//! of threads.
+//! is computed by one thread in a fixed order (the per-head matrix products
+//! by gemm on the calling thread) and sums over rows are taken in fixed
+//! blocks added in order, so results do not depend on the number of threads.
 
 use std::sync::Mutex;
 
