@@ -16,6 +16,7 @@
 //! order come from ChaCha8 streams (candle's CPU generator cannot be seeded).
 
 pub mod model;
+mod ops;
 pub mod tokenizer;
 pub mod train;
 

@@ -3,19 +3,22 @@
 //! as a checkpoint that whence's scorer and `transformers` load.
 //!
 //! The forward pass is the one of `transformers` (RMS norm, rotate-half RoPE,
-//! causal softmax attention, SiLU-gated MLP) written with differentiable
-//! tensor ops only, over a batch of right-padded sequences: padding comes
-//! after every real token, so the causal mask alone keeps it out of them.
+//! causal softmax attention, SiLU-gated MLP) over a batch of right-padded
+//! sequences: padding comes after every real token, so the causal mask
+//! alone keeps it out of them. Matrix products are candle's; the norms,
+//! RoPE with attention, the gated activation and the loss are the fused
+//! ops of `crate::ops`, with hand-written backward passes (the tests below
+//! check the whole step against the generic-op model it replaced).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
+use crate::{ops, TrainError};
 
 /// The two layouts a demo model is saved in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,26 +209,6 @@ fn rope_tables(shape: &ModelShape, device: &Device) -> candle_core::Result<(Tens
     Ok((Tensor::from_vec(cos, (shape.max_positions, 2 * half), device)?, Tensor::from_vec(sin, (shape.max_positions, 2 * half), device)?))
 }
 
-fn linear(x: &Tensor, weight: &Var, bias: Option<&Var>) -> candle_core::Result<Tensor> {
-    let y = x.broadcast_matmul(&weight.t()?)?;
-    match bias {
-        Some(b) => y.broadcast_add(b.as_tensor()),
-        None => Ok(y),
-    }
-}
-
-fn rms_norm(x: &Tensor, weight: &Var) -> candle_core::Result<Tensor> {
-    let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(variance + ModelShape::RMS_NORM_EPS)?.sqrt()?)?.broadcast_mul(weight.as_tensor())
-}
-
-fn rotate_half(x: &Tensor) -> candle_core::Result<Tensor> {
-    let half = x.dim(D::Minus1)? / 2;
-    let first = x.narrow(D::Minus1, 0, half)?;
-    let second = x.narrow(D::Minus1, half, half)?;
-    Tensor::cat(&[&second.neg()?, &first], D::Minus1)
-}
-
 impl Model {
     /// A freshly initialised model: N(0, 0.02) weights (output projections of
     /// each block scaled by 1/√(2·layers), as GPT-2), zero biases, unit norms.
@@ -341,16 +324,95 @@ impl Model {
     /// Logits `[batch, time, vocab]` for token ids `[batch, time]`.
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (batch, time) = ids.dims2()?;
-        let heads = self.shape.heads;
-        let head_dim = self.shape.head_dim();
-        let hidden = self.shape.hidden_size;
-        let cos = self.cos.narrow(0, 0, time)?;
-        let sin = self.sin.narrow(0, 0, time)?;
+        self.logits(ids)?.reshape((batch, time, self.shape.vocab_size))
+    }
+
+    /// Logits `[batch·time, vocab]` for token ids `[batch, time]`: the
+    /// positions of all sequences as the rows of one matrix, so that every
+    /// projection is a single matrix product, with the fused ops of
+    /// [`crate::ops`] for the norms, attention, the gated MLP and the loss.
+    fn logits(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, time) = ids.dims2()?;
+        if time > self.shape.max_positions {
+            candle_core::bail!("{time} positions do not fit a model of {}", self.shape.max_positions);
+        }
+        let eps = ModelShape::RMS_NORM_EPS;
+        let mut x = self.embed.as_tensor().embedding(&ids.flatten_all()?)?;
+        for layer in &self.layers {
+            let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
+            let qkv_weight = Tensor::cat(&[layer.q.as_tensor(), layer.k.as_tensor(), layer.v.as_tensor()], 0)?;
+            let qkv = h.matmul(&qkv_weight.t()?)?;
+            let bias = match &layer.qkv_bias {
+                Some([bq, bk, bv]) => Some(Tensor::cat(&[bq.as_tensor(), bk.as_tensor(), bv.as_tensor()], 0)?),
+                None => None,
+            };
+            let attended = ops::attention(&qkv, bias.as_ref(), batch, time, self.shape.heads, &self.cos, &self.sin)?;
+            x = (x + attended.matmul(&layer.o.t()?)?)?;
+            let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
+            let gate_up = h.matmul(&Tensor::cat(&[layer.gate.as_tensor(), layer.up.as_tensor()], 0)?.t()?)?;
+            x = (x + ops::silu_mul(&gate_up)?.matmul(&layer.down.t()?)?)?;
+        }
+        let x = ops::rms_norm(&x, &self.norm, eps)?;
+        x.matmul(&self.lm_head.as_ref().unwrap_or(&self.embed).t()?)
+    }
+
+    /// Mean negative log-likelihood of `targets` where `mask` is 1 (all
+    /// `[batch, time]`; targets u32, mask f32).
+    pub fn loss(&self, inputs: &Tensor, targets: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        ops::masked_nll(&self.logits(inputs)?, targets, mask)
+    }
+
+    /// The log-probability of each token of `ids` after the first, given
+    /// those before it (one sequence; for checking saved checkpoints).
+    pub fn token_logprobs(&self, ids: &[u32]) -> Result<Vec<f32>, TrainError> {
+        let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
+        let logprobs = candle_nn::ops::log_softmax(&self.forward(&input)?, candle_core::D::Minus1)?.squeeze(0)?;
+        let targets = Tensor::new(&ids[1..], &Device::Cpu)?.unsqueeze(1)?;
+        let picked = logprobs.narrow(0, 0, ids.len() - 1)?.gather(&targets, 1)?.squeeze(1)?;
+        Ok(picked.to_vec1()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fused forward and loss against the generic-op model they replace.
+
+    use super::*;
+    use candle_core::D;
+
+    fn linear(x: &Tensor, weight: &Var, bias: Option<&Var>) -> candle_core::Result<Tensor> {
+        let y = x.broadcast_matmul(&weight.t()?)?;
+        match bias {
+            Some(b) => y.broadcast_add(b.as_tensor()),
+            None => Ok(y),
+        }
+    }
+
+    fn rms_norm(x: &Tensor, weight: &Var) -> candle_core::Result<Tensor> {
+        let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
+        x.broadcast_div(&(variance + ModelShape::RMS_NORM_EPS)?.sqrt()?)?.broadcast_mul(weight.as_tensor())
+    }
+
+    fn rotate_half(x: &Tensor) -> candle_core::Result<Tensor> {
+        let half = x.dim(D::Minus1)? / 2;
+        let first = x.narrow(D::Minus1, 0, half)?;
+        let second = x.narrow(D::Minus1, half, half)?;
+        Tensor::cat(&[&second.neg()?, &first], D::Minus1)
+    }
+
+    /// Logits `[batch, time, vocab]` for token ids `[batch, time]`.
+    fn forward(model: &Model, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, time) = ids.dims2()?;
+        let heads = model.shape.heads;
+        let head_dim = model.shape.head_dim();
+        let hidden = model.shape.hidden_size;
+        let cos = model.cos.narrow(0, 0, time)?;
+        let sin = model.sin.narrow(0, 0, time)?;
         let mask: Vec<f32> = (0..time).flat_map(|i| (0..time).map(move |j| if j <= i { 0.0 } else { -1e9 })).collect();
         let mask = Tensor::from_vec(mask, (time, time), ids.device())?;
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut x = self.embed.as_tensor().embedding(&ids.flatten_all()?)?.reshape((batch, time, hidden))?;
-        for layer in &self.layers {
+        let mut x = model.embed.as_tensor().embedding(&ids.flatten_all()?)?.reshape((batch, time, hidden))?;
+        for layer in &model.layers {
             let h = rms_norm(&x, &layer.input_norm)?;
             let bias = |i: usize| layer.qkv_bias.as_ref().map(|b| &b[i]);
             let split = |t: Tensor| t.reshape((batch, time, heads, head_dim))?.transpose(1, 2)?.contiguous();
@@ -367,27 +429,66 @@ impl Model {
             let gated = (linear(&h, &layer.gate, None)?.silu()? * linear(&h, &layer.up, None)?)?;
             x = (x + linear(&gated, &layer.down, None)?)?;
         }
-        let x = rms_norm(&x, &self.norm)?;
-        linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed), None)
+        let x = rms_norm(&x, &model.norm)?;
+        linear(&x, model.lm_head.as_ref().unwrap_or(&model.embed), None)
     }
 
     /// Mean negative log-likelihood of `targets` where `mask` is 1 (all
     /// `[batch, time]`; targets u32, mask f32).
-    pub fn loss(&self, inputs: &Tensor, targets: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let logprobs = candle_nn::ops::log_softmax(&self.forward(inputs)?, D::Minus1)?;
+    fn loss(model: &Model, inputs: &Tensor, targets: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let logprobs = candle_nn::ops::log_softmax(&forward(model, inputs)?, D::Minus1)?;
         let picked = logprobs.gather(&targets.unsqueeze(2)?, 2)?.squeeze(2)?;
         let total = (picked * mask)?.sum_all()?;
         let count = mask.sum_all()?;
         total.neg()?.div(&count)
     }
 
-    /// The log-probability of each token of `ids` after the first, given
-    /// those before it (one sequence; for checking saved checkpoints).
-    pub fn token_logprobs(&self, ids: &[u32]) -> Result<Vec<f32>, TrainError> {
-        let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
-        let logprobs = candle_nn::ops::log_softmax(&self.forward(&input)?, D::Minus1)?.squeeze(0)?;
-        let targets = Tensor::new(&ids[1..], &Device::Cpu)?.unsqueeze(1)?;
-        let picked = logprobs.narrow(0, 0, ids.len() - 1)?.gather(&targets, 1)?.squeeze(1)?;
-        Ok(picked.to_vec1()?)
+    #[test]
+    fn the_fused_step_computes_what_the_generic_ops_compute() {
+        for (architecture, tie) in [(Architecture::Qwen2, true), (Architecture::Llama, false)] {
+            let shape = ModelShape {
+                architecture,
+                vocab_size: 61,
+                hidden_size: 32,
+                intermediate_size: 48,
+                layers: 2,
+                heads: 4,
+                max_positions: 24,
+                tie_embeddings: tie,
+            };
+            let model = Model::new(shape, 5).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(8);
+            // Non-zero biases and norms, so that their gradients are checked too.
+            for (_, var) in model.named_parameters() {
+                let noise = normal(&mut rng, var.elem_count(), 0.3);
+                let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).unwrap();
+                var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+            }
+            let (batch, time) = (3, 17);
+            let ids: Vec<u32> = (0..batch * time).map(|_| (rng.next_u32() % 61) as u32).collect();
+            let targets: Vec<u32> = (0..batch * time).map(|_| (rng.next_u32() % 61) as u32).collect();
+            let mask: Vec<f32> = (0..batch * time).map(|i| if i % 5 == 0 { 0.0 } else { 1.0 }).collect();
+            let ids = Tensor::from_vec(ids, (batch, time), &Device::Cpu).unwrap();
+            let targets = Tensor::from_vec(targets, (batch, time), &Device::Cpu).unwrap();
+            let mask = Tensor::from_vec(mask, (batch, time), &Device::Cpu).unwrap();
+
+            let logits = model.forward(&ids).unwrap();
+            let expected = forward(&model, &ids).unwrap();
+            let worst = (logits - &expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let size = expected.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(worst <= 1e-5 * size, "{architecture:?} logits: max |Δ| {worst} of {size}");
+
+            let fused = model.loss(&ids, &targets, &mask).unwrap();
+            let generic = loss(&model, &ids, &targets, &mask).unwrap();
+            let (a, b) = (fused.to_scalar::<f32>().unwrap(), generic.to_scalar::<f32>().unwrap());
+            assert!((a - b).abs() <= 1e-5 * b.abs(), "{architecture:?} loss {a} vs {b}");
+            let (ga, gb) = (fused.backward().unwrap(), generic.backward().unwrap());
+            for (name, var) in model.named_parameters() {
+                let (x, y) = (ga.get(var).unwrap(), gb.get(var).unwrap());
+                let worst = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let size = y.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(worst <= 2e-5 * size, "{architecture:?} {name}: max |Δ| {worst} of {size}");
+            }
+        }
     }
 }
