@@ -149,9 +149,7 @@ impl CustomOp2 for RmsNorm {
             bail!("rms_norm: x {:?} and weight {:?} disagree", l1.dims(), l2.dims());
         }
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(h * ROWS_PER_TASK)
-            .zip(x.par_chunks(h * ROWS_PER_TASK))
-            .for_each(|(y, x)| rms_norm_rows(x, w, self.eps, y));
+        y.par_chunks_mut(h * ROWS_PER_TASK).zip(x.par_chunks(h * ROWS_PER_TASK)).for_each(|(y, x)| rms_norm_rows(x, w, self.eps, y));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -203,9 +201,7 @@ impl CustomOp1 for SiluMul {
         let (rows, double) = layout.shape().dims2()?;
         let width = double / 2;
         let mut y = vec![0f32; rows * width];
-        y.par_chunks_mut(width * ROWS_PER_TASK)
-            .zip(gu.par_chunks(double * ROWS_PER_TASK))
-            .for_each(|(y, gu)| silu_mul_rows(gu, y, width));
+        y.par_chunks_mut(width * ROWS_PER_TASK).zip(gu.par_chunks(double * ROWS_PER_TASK)).for_each(|(y, gu)| silu_mul_rows(gu, y, width));
         Ok((CpuStorage::F32(y), Shape::from((rows, width))))
     }
 
@@ -316,7 +312,17 @@ impl Dims {
 /// the calling thread (the jobs already run in parallel), so the sums are
 /// taken in the same order whatever the number of threads.
 #[allow(clippy::too_many_arguments)]
-fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], a: &[f32], (a_rs, a_cs): (usize, usize), b: &[f32], (b_rs, b_cs): (usize, usize), accumulate: bool) {
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    accumulate: bool,
+) {
     assert!(c.len() >= m * n);
     assert!(m == 0 || k == 0 || (m - 1) * a_rs + (k - 1) * a_cs < a.len());
     assert!(k == 0 || n == 0 || (k - 1) * b_rs + (n - 1) * b_cs < b.len());
@@ -381,15 +387,7 @@ fn gather_qkv(qkv: &[f32], bias: &[f32], dims: &Dims, b: usize, h: usize, cos: &
 /// half computed and thrown away, or multiplied by zero weights), which
 /// costs less than skipping it outside an optimised kernel.
 #[inline(always)]
-fn attention_fwd_job_generic(
-    qkv: &[f32],
-    bias: &[f32],
-    dims: &Dims,
-    b: usize,
-    h: usize,
-    cos: &[f32],
-    sin: &[f32],
-) -> (Vec<f32>, Saved) {
+fn attention_fwd_job_generic(qkv: &[f32], bias: &[f32], dims: &Dims, b: usize, h: usize, cos: &[f32], sin: &[f32]) -> (Vec<f32>, Saved) {
     let (t_len, d) = (dims.time, dims.d);
     let [q, k, v] = gather_qkv(qkv, bias, dims, b, h, cos, sin);
     let mut p = vec![0f32; t_len * t_len];
