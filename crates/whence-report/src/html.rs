@@ -464,7 +464,7 @@ pub fn demo_experiment(experiment: Option<&whence_world::summary::Experiment>) -
     } else {
         out.push_str("<p>This demo.json was written before whence computed standard errors and paired differences: only the spread over seeds is shown.</p>");
     }
-    out.push_str("<table class=\"kv\" id=\"demo-experiment\"><tr><th>strategy</th><th>β</th><th>accuracy: mean ± standard error</th><th>sd over seeds</th><th>accuracy per seed</th><th>vs random: mean ± standard error</th><th>vs random: 95% interval</th><th>teacher actions / actions per kept response</th><th>kept responses correct</th></tr>");
+    out.push_str("<table class=\"kv\" id=\"demo-experiment-table\"><tr><th>strategy</th><th>β</th><th>accuracy: mean ± standard error</th><th>sd over seeds</th><th>accuracy per seed</th><th>vs random: mean ± standard error</th><th>vs random: 95% interval</th><th>teacher actions / actions per kept response</th><th>kept responses correct</th></tr>");
     for r in &e.rows {
         let seeds: Vec<String> = r.accuracies.iter().map(|a| format!("{:.1}%", 100.0 * a)).collect();
         let beta = match (r.beta, e.searched_beta) {

@@ -75,7 +75,7 @@ fn the_demo_sections_show_question_reading_correctness_and_the_experiment() {
         &["picked β = 0.100", "seeds 1, 2, 3", "200 held-out questions 4 times", "standard error", "bootstrap resamples of the questions"],
     );
     assert_eq!(
-        table_row(&experiment.intro, "demo-experiment", "teacher-count"),
+        table_row(&experiment.intro, "demo-experiment-table", "teacher-count"),
         [
             "teacher-count",
             "0.100 (searched)",
@@ -88,12 +88,12 @@ fn the_demo_sections_show_question_reading_correctness_and_the_experiment() {
             "93.0%"
         ]
     );
-    let random = table_row(&experiment.intro, "demo-experiment", "random");
+    let random = table_row(&experiment.intro, "demo-experiment-table", "random");
     assert_eq!((random[2].as_str(), random[5].as_str()), ("42.0% ± 2.1 pp", "(the baseline)"));
-    let other_beta = table_row(&experiment.intro, "demo-experiment", "teacher-count (β 0.150)");
+    let other_beta = table_row(&experiment.intro, "demo-experiment-table", "teacher-count (β 0.150)");
     assert_eq!((other_beta[1].as_str(), other_beta[6].as_str()), ("0.150", "[+1.5, +6.6] pp"));
     assert_eq!(
-        table_row(&experiment.intro, "demo-experiment", "longest")[1..7],
+        table_row(&experiment.intro, "demo-experiment-table", "longest")[1..7],
         ["–", "41.0% ± 2.2 pp", "2.0 pp", "39.0%, 41.0%, 43.0%", "-1.0 ± 1.4 pp", "[-3.7, +1.8] pp"]
     );
     let [figure] = &experiment.figures[..] else { panic!("one figure") };
@@ -137,7 +137,7 @@ fn a_demo_json_written_before_the_analysis_still_loads() {
     let table = html::demo_experiment(Some(experiment));
     assert!(table.contains("written before whence computed standard errors"), "{table}");
     assert!(!table.contains("± 0.0") && !table.contains("NaN"), "{table}");
-    assert_eq!(table_row(&table, "demo-experiment", "teacher-count")[2..6], ["49.0%", "2.0 pp", "47.0%, 49.0%, 51.0%", "–"]);
+    assert_eq!(table_row(&table, "demo-experiment-table", "teacher-count")[2..6], ["49.0%", "2.0 pp", "47.0%, 49.0%, 51.0%", "–"]);
 
     // The whole report: no correctness figure, and the experiment's figure
     // says the differences are missing rather than drawing them at zero.
