@@ -190,7 +190,7 @@ impl DemoPlan {
                     intermediate_size: 2 * hidden_size,
                     layers: 2,
                     heads: 2,
-                    max_positions: 384,
+                    max_positions: 512,
                     tie_embeddings: architecture == Architecture::Qwen2,
                     train: train(40, 8, 5e-3, sub(k)),
                 };
