@@ -144,11 +144,10 @@ mod tests {
         table.push("id", Column::Text(ids)).push("correct", Column::Boolean(correct)).push("share_teacher", Column::Float(shares));
         let labels = [Label::Teacher, Label::Student];
         let profile = position_profile(
-            &[ProfileInput { labels: &labels, correct: Some(true), new_tokens: &[1, 1] }, ProfileInput {
-                labels: &labels[1..],
-                correct: Some(false),
-                new_tokens: &[1],
-            }],
+            &[
+                ProfileInput { labels: &labels, correct: Some(true), new_tokens: &[1, 1] },
+                ProfileInput { labels: &labels[1..], correct: Some(false), new_tokens: &[1] },
+            ],
             &[Label::Teacher, Label::Student, Label::Shared, Label::Boosted],
             4096,
         );

@@ -55,11 +55,7 @@ fn question_accuracies(world: &World, responses: &whence_io::RecordSet) -> Vec<f
         entry.0 += usize::from(right);
         entry.1 += 1;
     }
-    world
-        .heldout_questions
-        .iter()
-        .map(|q| tally.get(q.id.as_str()).map_or(0.0, |&(right, all)| right as f64 / all.max(1) as f64))
-        .collect()
+    world.heldout_questions.iter().map(|q| tally.get(q.id.as_str()).map_or(0.0, |&(right, all)| right as f64 / all.max(1) as f64)).collect()
 }
 
 fn arm(

@@ -115,7 +115,14 @@ pub fn findings(summary: &DemoSummary, out: &Path, report: &Path) -> String {
         let _ = writeln!(s, "  label shares by position, correct | incorrect (teacher boosted student shared, n):");
         for p in c.profile.iter().filter(|p| p.correct.n + p.incorrect.n >= 10) {
             let row = |g: &whence_world::summary::PositionShares| {
-                format!("{:>4.0}% {:>4.0}% {:>4.0}% {:>4.0}% {:>4}", 100.0 * g.teacher, 100.0 * g.boosted, 100.0 * g.student, 100.0 * g.shared, g.n)
+                format!(
+                    "{:>4.0}% {:>4.0}% {:>4.0}% {:>4.0}% {:>4}",
+                    100.0 * g.teacher,
+                    100.0 * g.boosted,
+                    100.0 * g.student,
+                    100.0 * g.shared,
+                    g.n
+                )
             };
             let _ = writeln!(s, "    {:>3}  {}  |  {}", p.index, row(&p.correct), row(&p.incorrect));
         }

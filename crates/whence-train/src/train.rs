@@ -252,9 +252,18 @@ mod tests {
         let total: usize = lengths.iter().sum();
         let wasted = padding(&mut Batches::new(lengths.clone(), 16, 5));
         assert!(wasted * 20 < total, "padding {wasted} of {total} tokens");
-        let a: Vec<Vec<usize>> = { let mut b = Batches::new(lengths.clone(), 16, 5); (0..40).map(|_| b.take(16)).collect() };
-        let b: Vec<Vec<usize>> = { let mut b = Batches::new(lengths.clone(), 16, 5); (0..40).map(|_| b.take(16)).collect() };
-        let c: Vec<Vec<usize>> = { let mut b = Batches::new(lengths.clone(), 16, 6); (0..40).map(|_| b.take(16)).collect() };
+        let a: Vec<Vec<usize>> = {
+            let mut b = Batches::new(lengths.clone(), 16, 5);
+            (0..40).map(|_| b.take(16)).collect()
+        };
+        let b: Vec<Vec<usize>> = {
+            let mut b = Batches::new(lengths.clone(), 16, 5);
+            (0..40).map(|_| b.take(16)).collect()
+        };
+        let c: Vec<Vec<usize>> = {
+            let mut b = Batches::new(lengths.clone(), 16, 6);
+            (0..40).map(|_| b.take(16)).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

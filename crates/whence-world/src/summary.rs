@@ -252,7 +252,12 @@ impl ExperimentRow {
             let differences: QuestionAccuracies =
                 accuracies.iter().zip(baseline).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect();
             let (low, high) = bootstrap_interval(&differences, 10_000, 0x5eed);
-            PairedDifference { mean: mean_and_sd(&seed_means(&differences, seeds.len())).0, standard_error: standard_error(&differences, seeds.len()), low, high }
+            PairedDifference {
+                mean: mean_and_sd(&seed_means(&differences, seeds.len())).0,
+                standard_error: standard_error(&differences, seeds.len()),
+                low,
+                high,
+            }
         });
         let (mean_teacher_actions, mean_actions, kept_correct) = kept;
         ExperimentRow {
