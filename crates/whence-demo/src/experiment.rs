@@ -50,7 +50,7 @@ struct Context<'a> {
 fn question_accuracies(world: &World, responses: &whence_io::RecordSet) -> Vec<f64> {
     let mut tally: HashMap<&str, (usize, usize)> = HashMap::new();
     for r in &responses.records {
-        let right = r.answer.as_deref().is_some_and(|a| whence_grade::grade(&r.response, a, whence_grade::Fallback::default()).correct);
+        let right = stages::is_correct(r);
         let entry = tally.entry(r.question_id.as_str()).or_default();
         entry.0 += usize::from(right);
         entry.1 += 1;
@@ -118,16 +118,7 @@ pub fn run(
     progress: &dyn DemoProgress,
 ) -> Result<Experiment, DemoError> {
     std::fs::create_dir_all(dir).map_err(|e| DemoError::io(dir, e))?;
-    let correct = candidates
-        .records
-        .iter()
-        .map(|r| {
-            (
-                r.id.as_str(),
-                r.answer.as_deref().is_some_and(|a| whence_grade::grade(&r.response, a, whence_grade::Fallback::default()).correct),
-            )
-        })
-        .collect();
+    let correct = candidates.records.iter().map(|r| (r.id.as_str(), stages::is_correct(r))).collect();
     let context = Context { world, candidates, correct, dir };
     let seeds = world.plan.experiment_seeds.clone();
     let mut arms: Vec<(String, Arm)> = Vec::new();

@@ -92,16 +92,17 @@ pub fn sample(
     read_records(out, &ReadOptions { skip_invalid: true, ..ReadOptions::default() }).map_err(|e| DemoError::Model(e.to_string()))
 }
 
+/// Whether `record`'s response states its `answer` (graded as `trace` grades; false without one).
+pub fn is_correct(record: &Record) -> bool {
+    record.answer.as_deref().is_some_and(|a| whence_grade::grade(&record.response, a, whence_grade::Fallback::default()).correct)
+}
+
 /// The share of `responses` whose answer is right (graded as `trace` grades).
 pub fn accuracy(model: &str, responses: &RecordSet) -> Accuracy {
     let mut questions: Vec<&str> = responses.records.iter().map(|r| r.question_id.as_str()).collect();
     questions.sort_unstable();
     questions.dedup();
-    let correct = responses
-        .records
-        .iter()
-        .filter(|r| r.answer.as_deref().is_some_and(|a| whence_grade::grade(&r.response, a, whence_grade::Fallback::default()).correct))
-        .count();
+    let correct = responses.records.iter().filter(|r| is_correct(r)).count();
     let samples = responses.records.len();
     Accuracy {
         model: model.to_string(),

@@ -16,6 +16,20 @@ use whence_score::{ModelInfo, Scorer};
 
 use crate::{FinishReason, GenerateError, Generator, Job, JobResult, Request, Sample};
 
+/// Whether a sample of `request` ends after `tokens`: a stop token, or a
+/// stop string in its text.
+fn ends(request: &Request, encoder: &Encoder, tokens: &[u32]) -> bool {
+    if tokens.last().is_some_and(|t| request.stop_token_ids.contains(t)) {
+        return true;
+    }
+    if request.stop.is_empty() {
+        return false;
+    }
+    // The whole text each time: a stop string may span tokens, and a
+    // token's text can depend on its neighbours (UTF-8 split over tokens).
+    encoder.decode(tokens).is_ok_and(|text| crate::text::first_stop(&text, &request.stop).is_some())
+}
+
 /// Draws each continuation from its own sampler and ends it at a stop token
 /// or stop string.
 struct Policy<'a> {
@@ -30,15 +44,7 @@ impl NextToken for Policy<'_> {
     }
 
     fn finished(&mut self, _sequence: usize, tokens: &[u32]) -> bool {
-        if tokens.last().is_some_and(|t| self.request.stop_token_ids.contains(t)) {
-            return true;
-        }
-        if self.request.stop.is_empty() {
-            return false;
-        }
-        // The whole text each time: a stop string may span tokens, and a
-        // token's text can depend on its neighbours (UTF-8 split over tokens).
-        self.encoder.decode(tokens).is_ok_and(|text| crate::text::first_stop(&text, &self.request.stop).is_some())
+        ends(self.request, self.encoder, tokens)
     }
 }
 
@@ -66,8 +72,7 @@ impl NextToken for ManyPolicy<'_> {
     }
 
     fn finished(&mut self, sequence: usize, tokens: &[u32]) -> bool {
-        let request = self.requests[self.jobs[sequence]];
-        Policy { samplers: Vec::new(), request, encoder: self.encoder }.finished(sequence, tokens)
+        ends(self.requests[self.jobs[sequence]], self.encoder, tokens)
     }
 }
 
