@@ -142,6 +142,64 @@ def train_base_tokenizer(corpus: str) -> Tokenizer:
     return tok
 
 
+# The SentencePiece-style tokenizer (Llama 2, Mistral v0.x, TinyLlama): its
+# own learned vocabulary after <unk>, <s>, </s> and the 256 byte-fallback
+# pieces <0x00>..<0xFF>, as Llama 2's tokenizer.json lays it out.
+SP_SPECIALS = ["<unk>", "<s>", "</s>"]
+SP_BYTES = [f"<0x{b:02X}>" for b in range(256)]
+SP_VOCAB_SIZE = 700  # specials + bytes + ~440 learned pieces
+
+
+def train_sentencepiece_tokenizer(corpus: str) -> Tokenizer:
+    """Llama 2's tokenizer.json layout: normalizer Prepend("▁") + Replace(" ", "▁"),
+    no pre-tokenizer, BPE with byte fallback, decoder Replace("▁", " ") +
+    ByteFallback + Fuse + Strip(one leading space), post-processor "<s> $A".
+    Trained with a Metaspace split (words are "▁word" pieces, so no merge
+    crosses a word boundary), then given the no-pre-tokenizer layout."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    trainer = trainers.BpeTrainer(
+        vocab_size=SP_VOCAB_SIZE,
+        min_frequency=2,
+        show_progress=False,
+        special_tokens=SP_SPECIALS + SP_BYTES,
+        limit_alphabet=120,
+    )
+    docs = corpus.split("\n\n")
+    tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+    spec = json.loads(tok.to_str())
+    # The byte pieces are vocabulary entries, not added tokens (as in Llama 2).
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] in SP_SPECIALS]
+    spec["pre_tokenizer"] = None
+    spec["model"]["byte_fallback"] = True
+    spec["model"]["fuse_unk"] = True
+    spec["decoder"] = {
+        "type": "Sequence",
+        "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+        ],
+    }
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [
+            {"SpecialToken": {"id": "<s>", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": "<s>", "type_id": 1}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [SP_SPECIALS.index("<s>")], "tokens": ["<s>"]}},
+    }
+    out = Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+    for i, t in enumerate(SP_SPECIALS + SP_BYTES):
+        assert out.token_to_id(t) == i, t
+    return out
+
+
 def make_tokenizer_variant(base: Tokenizer, flavour: str) -> Tokenizer:
     """flavour 'qwen': NFC + Qwen regex, no BOS.  'llama3': no normalizer, Llama 3
     regex, post-processor prepends <|begin_of_text|> (as Llama 3's tokenizer.json)."""
@@ -176,6 +234,16 @@ def make_tokenizer_variant(base: Tokenizer, flavour: str) -> Tokenizer:
 
 
 def tokenizer_config(flavour: str) -> dict:
+    if flavour == "llama2":
+        return {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "unk_token": "<unk>",
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 512,
+            "chat_template": CHAT_TEMPLATE,
+        }
     if flavour == "qwen":
         return {
             "tokenizer_class": "Qwen2Tokenizer",
@@ -218,7 +286,7 @@ def tid(tok: Tokenizer, s: str) -> int:
     return i
 
 
-def checkpoint_specs(tok: Tokenizer):
+def checkpoint_specs(tok: Tokenizer, sp_tok: Tokenizer):
     eot, im_end, bot = tid(tok, "<|endoftext|>"), tid(tok, "<|im_end|>"), tid(tok, "<|begin_of_text|>")
     common = dict(
         hidden_size=64,
@@ -317,6 +385,29 @@ def checkpoint_specs(tok: Tokenizer):
             disk_dtype=torch.float32,
             flavour="llama3",  # BOS-adding tokenizer, as Mistral's adds <s>
             seed=20240604,
+            shard=None,
+        ),
+        dict(
+            # Llama 2's layout: a SentencePiece-style tokenizer whose decoder
+            # strips a leading space (generated text must be decoded in context).
+            name="tiny-llama2",
+            cls=LlamaForCausalLM,
+            config=LlamaConfig(
+                **common,
+                vocab_size=sp_tok.get_vocab_size(),
+                num_attention_heads=4,
+                num_key_value_heads=4,
+                rope_parameters={"rope_type": "default", "rope_theta": 10_000.0},
+                rms_norm_eps=1e-5,
+                tie_word_embeddings=False,
+                attention_bias=False,
+                mlp_bias=False,
+                bos_token_id=tid(sp_tok, "<s>"),
+                eos_token_id=tid(sp_tok, "</s>"),
+            ),
+            disk_dtype=torch.float32,
+            flavour="llama2",
+            seed=20240605,
             shard=None,
         ),
     ]
@@ -572,8 +663,9 @@ def generate(out: Path) -> None:
     variants = {f: make_tokenizer_variant(base, f) for f in ("qwen", "llama3")}
     for tok in variants.values():
         assert tok.get_vocab_size() == N_TOKENIZER
+    variants["llama2"] = train_sentencepiece_tokenizer(corpus)
 
-    for spec in checkpoint_specs(variants["qwen"]):
+    for spec in checkpoint_specs(variants["qwen"], variants["llama2"]):
         name, ckdir = spec["name"], out / spec["name"]
         # ---- model: build in f32, init, cast to disk dtype, save
         model = spec["cls"](spec["config"]).float()
@@ -623,7 +715,7 @@ def generate(out: Path) -> None:
             "tokenizer": {
                 "flavour": spec["flavour"],
                 "len": len(hf_tok),
-                "adds_bos": spec["flavour"] == "llama3",
+                "adds_bos": spec["flavour"] in ("llama3", "llama2"),
                 "bos_token": hf_tok.bos_token,
                 "eos_token": hf_tok.eos_token,
                 "added_tokens": {t: raw_tok.token_to_id(t) for t, _ in ADDED_TOKENS},

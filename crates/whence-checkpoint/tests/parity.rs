@@ -175,12 +175,19 @@ fn mistral_gqa() {
     check("tiny-mistral");
 }
 
+/// Llama 2's tokenizer layout (SentencePiece-style: `▁` for spaces, byte
+/// fallback, a decoder that strips a leading space, `<s>` added).
+#[test]
+fn llama2_sentencepiece_tokenizer() {
+    check("tiny-llama2");
+}
+
 /// Several records in one pass give what each gives alone (≤ 1e-5), on
 /// both paths, in f32 and (fused) bf16; records without a scored token and
 /// empty ones are fine anywhere in the pack.
 #[test]
 fn packed_passes_equal_one_record_per_pass() {
-    for name in ["tiny-qwen2", "tiny-qwen3", "tiny-llama3", "tiny-mistral"] {
+    for name in ["tiny-qwen2", "tiny-qwen3", "tiny-llama3", "tiny-mistral", "tiny-llama2"] {
         let dir = fixtures().join(name);
         let config = Config::from_dir(&dir).unwrap();
         let expected: serde_json::Value =

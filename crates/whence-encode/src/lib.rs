@@ -8,8 +8,10 @@
 //! record's prompt, tokenizes prompt + response as one text ([`encode`]) and
 //! returns the ids with each scored token's byte span in the response.
 
+mod detokenize;
 mod encode;
 
+pub use detokenize::{text_after, TextStream};
 pub use encode::{encode, overlap, Encoded};
 
 use std::path::{Path, PathBuf};
@@ -214,6 +216,12 @@ impl Encoder {
     /// The text of `ids`, special tokens included (as sampled).
     pub fn decode(&self, ids: &[u32]) -> Result<String, String> {
         self.tokenizer.decode(ids, false).map_err(|e| format!("{}: cannot decode tokens: {e}", self.dir.display()))
+    }
+
+    /// A stream that decodes tokens drawn after `context` (a prompt's ids)
+    /// in that context, special tokens included (SPEC §10).
+    pub fn text_stream(&self, context: &[u32]) -> Result<TextStream<'_>, String> {
+        TextStream::new(&self.tokenizer, context, false).map_err(|e| format!("{}: {e}", self.dir.display()))
     }
 
     /// The token ids of the record's rendered prompt + response and the

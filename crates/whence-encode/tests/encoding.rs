@@ -12,7 +12,7 @@ fn fixtures() -> PathBuf {
 
 #[test]
 fn ids_and_spans_match_the_reference() {
-    for name in ["tiny-qwen2", "tiny-qwen3", "tiny-llama3", "tiny-mistral"] {
+    for name in ["tiny-qwen2", "tiny-qwen3", "tiny-llama3", "tiny-mistral", "tiny-llama2"] {
         let tokenizer = Tokenizer::from_file(fixtures().join(name).join("tokenizer.json")).unwrap();
         let expected: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("expected/{name}.json"))).unwrap()).unwrap();

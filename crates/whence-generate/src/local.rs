@@ -10,32 +10,45 @@
 use std::path::Path;
 
 use whence_checkpoint::{CheckpointOptions, CheckpointScorer, Decoder, NextToken, PromptJob};
-use whence_encode::Encoder;
+use whence_encode::{Encoder, TextStream};
 use whence_sample::{choice_seed, TokenSampler};
 use whence_score::{ModelInfo, Scorer};
 
 use crate::{FinishReason, GenerateError, Generator, Job, JobResult, Request, Sample};
 
-/// Whether a sample of `request` ends after `tokens`: a stop token, or a
-/// stop string in its text.
-fn ends(request: &Request, encoder: &Encoder, tokens: &[u32]) -> bool {
-    if tokens.last().is_some_and(|t| request.stop_token_ids.contains(t)) {
-        return true;
-    }
-    if request.stop.is_empty() {
-        return false;
-    }
-    // The whole text each time: a stop string may span tokens, and a
-    // token's text can depend on its neighbours (UTF-8 split over tokens).
-    encoder.decode(tokens).is_ok_and(|text| crate::text::first_stop(&text, &request.stop).is_some())
+/// Where one continuation stands against its request's stop rule: its text
+/// so far, decoded in the context of its prompt (SPEC §10), so that a stop
+/// string is found in the text the record will hold.
+struct StopRule<'a> {
+    request: &'a Request,
+    text: Option<TextStream<'a>>,
 }
 
-/// Draws each continuation from its own sampler and ends it at a stop token
-/// or stop string.
+impl<'a> StopRule<'a> {
+    fn new(request: &'a Request, encoder: &'a Encoder, prompt: &[u32]) -> Self {
+        // Without stop strings the text is not needed; a prompt the stream
+        // cannot decode only means no stop string is found (the response's
+        // own decoding reports the error).
+        let text = if request.stop.is_empty() { None } else { encoder.text_stream(prompt).ok() };
+        StopRule { request, text }
+    }
+
+    /// Whether the continuation ends with `token`, just drawn: a stop token,
+    /// or a stop string in its text.
+    fn ends_with(&mut self, token: u32) -> bool {
+        if self.request.stop_token_ids.contains(&token) {
+            return true;
+        }
+        let Some(text) = &mut self.text else { return false };
+        text.push(token).is_ok() && crate::text::first_stop(text.text(), &self.request.stop).is_some()
+    }
+}
+
+/// Draws each continuation from its own sampler and ends it by its stop
+/// rule (continuation `s` is the `s`-th added).
 struct Policy<'a> {
     samplers: Vec<TokenSampler>,
-    request: &'a Request,
-    encoder: &'a Encoder,
+    rules: Vec<StopRule<'a>>,
 }
 
 impl NextToken for Policy<'_> {
@@ -43,37 +56,27 @@ impl NextToken for Policy<'_> {
         self.samplers[sequence].sample(logits)
     }
 
-    fn finished(&mut self, _sequence: usize, tokens: &[u32]) -> bool {
-        ends(self.request, self.encoder, tokens)
+    fn finished(&mut self, sequence: usize, tokens: &[u32]) -> bool {
+        tokens.last().is_some_and(|&token| self.rules[sequence].ends_with(token))
+    }
+}
+
+impl<'a> Policy<'a> {
+    /// The policy of `request.samples` samples of `prompt`, after those already added.
+    fn add(&mut self, encoder: &'a Encoder, prompt: &[u32], request: &'a Request) {
+        for k in 0..request.samples {
+            self.samplers.push(TokenSampler::new(request.params, choice_seed(request.request_seed, k)));
+            self.rules.push(StopRule::new(request, encoder, prompt));
+        }
     }
 }
 
 /// `request.samples` samples continuing `prompt`, decoded together.
 pub fn sample_continuations(decoder: &Decoder, encoder: &Encoder, prompt: &[u32], request: &Request) -> candle_core::Result<Vec<Sample>> {
-    let samplers = (0..request.samples).map(|k| TokenSampler::new(request.params, choice_seed(request.request_seed, k))).collect();
-    let mut policy = Policy { samplers, request, encoder };
+    let mut policy = Policy { samplers: Vec::new(), rules: Vec::new() };
+    policy.add(encoder, prompt, request);
     let continuations = decoder.generate(prompt, request.samples, request.max_new_tokens, &mut policy)?;
     Ok(continuations.into_iter().map(sample_of).collect())
-}
-
-/// Several questions' continuations drawn together: continuation `global`
-/// is sample `k` of job `j`, drawn from that sample's own stream.
-struct ManyPolicy<'a> {
-    samplers: Vec<TokenSampler>,
-    /// Per global sequence, its job.
-    jobs: Vec<usize>,
-    requests: Vec<&'a Request>,
-    encoder: &'a Encoder,
-}
-
-impl NextToken for ManyPolicy<'_> {
-    fn choose(&mut self, sequence: usize, logits: &[f32]) -> u32 {
-        self.samplers[sequence].sample(logits)
-    }
-
-    fn finished(&mut self, sequence: usize, tokens: &[u32]) -> bool {
-        ends(self.requests[self.jobs[sequence]], self.encoder, tokens)
-    }
 }
 
 /// A checkpoint directory generating in-process; its fingerprint is the
@@ -122,16 +125,10 @@ impl CheckpointGenerator {
                     }
                 }
                 Ok((decoder, encoder)) => {
-                    let mut samplers = Vec::with_capacity(rows);
-                    let mut owners = Vec::with_capacity(rows);
-                    for (j, job) in batch.iter().enumerate() {
-                        for k in 0..job.request.samples {
-                            samplers.push(TokenSampler::new(job.request.params, choice_seed(job.request.request_seed, k)));
-                            owners.push(j);
-                        }
+                    let mut policy = Policy { samplers: Vec::with_capacity(rows), rules: Vec::with_capacity(rows) };
+                    for job in batch {
+                        policy.add(encoder, &job.prompt, &job.request);
                     }
-                    let requests: Vec<&Request> = batch.iter().map(|job| &job.request).collect();
-                    let mut policy = ManyPolicy { samplers, jobs: owners, requests, encoder };
                     let prompts: Vec<PromptJob<'_>> = batch
                         .iter()
                         .map(|job| PromptJob {

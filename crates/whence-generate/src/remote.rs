@@ -278,14 +278,21 @@ impl ServerGenerator {
         })?;
         let unusable = |m: String| GenerateError::Failed(format!("{}: {location}: the server's answer is unusable: {m}", self.spec));
         let answered = parse_answer(self.spec.protocol, &answer, request).map_err(unusable)?;
-        checked_texts(&self.encoder, answered, request).map_err(unusable)
+        // An answer whose text is not the text of its ids is this question's
+        // error (skippable), not the run's: the server may still be sound.
+        checked_texts(&self.encoder, prompt, answered, request).map_err(|message| GenerateError::InvalidRecord {
+            location: location.to_string(),
+            message: format!("{}: the server's answer is unusable: {message}", self.spec),
+        })
     }
 }
 
 /// The samples of `answered`, once each one's text is checked to be the text
-/// of its token ids (decoded here, a final stop token dropped, cut before the
-/// first stop string).
-pub fn checked_texts(encoder: &Encoder, answered: Vec<Answered>, request: &Request) -> Result<Vec<Sample>, String> {
+/// of its token ids: decoded here in the context of the prompt's ids (SPEC
+/// §10), a final stop token dropped, cut before the first stop string, a
+/// trailing incomplete UTF-8 character left out as vLLM's detokenizer
+/// leaves it out.
+pub fn checked_texts(encoder: &Encoder, prompt: &[u32], answered: Vec<Answered>, request: &Request) -> Result<Vec<Sample>, String> {
     // No bound on the ids here: a model's vocabulary is often padded
     // beyond its tokenizer's (Qwen2.5: 151,936 rows for 151,665 tokens),
     // and a drawn padding id is the model's own; its text is checked below.
@@ -295,8 +302,10 @@ pub fn checked_texts(encoder: &Encoder, answered: Vec<Answered>, request: &Reque
         if sample.finish_reason == FinishReason::Stop && tokens.last().is_some_and(|t| request.stop_token_ids.contains(t)) {
             tokens.pop();
         }
-        let decoded = encoder.decode(&tokens)?;
-        let expected = &decoded[..crate::text::first_stop(&decoded, &request.stop).unwrap_or(decoded.len())];
+        let mut stream = encoder.text_stream(prompt)?;
+        stream.extend(&tokens)?;
+        let decoded = stream.text();
+        let expected = &decoded[..crate::text::first_stop(decoded, &request.stop).unwrap_or(decoded.len())];
         if expected != text {
             return Err(format!("sample {k}: its text {:?} is not the text of its token ids {:?}", excerpt(&text), excerpt(expected)));
         }
@@ -389,15 +398,23 @@ mod tests {
         let request = Request { stop_token_ids: vec![eos], ..request(1) };
         // Stopped by the stop string: the text ends before it.
         let ok = Answered { sample: sample(ids.clone(), FinishReason::Stop), text: "Hello world.".into() };
-        assert_eq!(checked_texts(&encoder, vec![ok], &request).unwrap().len(), 1);
+        assert_eq!(checked_texts(&encoder, &[], vec![ok], &request).unwrap().len(), 1);
         // Stopped by EOS: the EOS token is in the ids, not in the text.
         let mut with_eos = encoder.tokenizer().encode("Hi.", false).unwrap().get_ids().to_vec();
         with_eos.push(eos);
         let ok = Answered { sample: sample(with_eos, FinishReason::Stop), text: "Hi.".into() };
-        assert!(checked_texts(&encoder, vec![ok], &request).is_ok());
+        assert!(checked_texts(&encoder, &[], vec![ok], &request).is_ok());
+        // Cut by the length limit inside a character (`é` is bytes C3 A9, the
+        // byte-level token `Ã` is C3 alone): vLLM holds the partial character
+        // back, and so does the check.
+        let prompt = encoder.tokenizer().encode("Say it.", false).unwrap().get_ids().to_vec();
+        let mut cut = encoder.tokenizer().encode(" caf", false).unwrap().get_ids().to_vec();
+        cut.push(encoder.tokenizer().token_to_id("Ã").unwrap());
+        let ok = Answered { sample: sample(cut, FinishReason::Length), text: " caf".into() };
+        assert!(checked_texts(&encoder, &prompt, vec![ok], &request).is_ok());
         // Another text than the ids'.
         let wrong = Answered { sample: sample(ids, FinishReason::Length), text: "Hello there.".into() };
-        let message = checked_texts(&encoder, vec![wrong], &request).unwrap_err();
+        let message = checked_texts(&encoder, &[], vec![wrong], &request).unwrap_err();
         assert!(message.contains("is not the text of its token ids"), "{message}");
     }
 

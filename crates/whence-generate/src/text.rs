@@ -1,9 +1,11 @@
 //! From a sample's tokens to a response: its text, each kept token's byte
 //! span in it, and whether the tokenization is the tokenizer's own.
 //!
-//! The response is the text of the tokens drawn, special tokens included
-//! (so that re-scoring sees them), without a final stop token and cut before
-//! the first stop string (neither is part of the response, as in vLLM).
+//! The response is the text the drawn tokens add to the prompt, decoded in
+//! the prompt's context (SPEC §10; [`whence_encode::TextStream`]), special
+//! tokens included (so that re-scoring sees them), without a final stop
+//! token and cut before the first stop string (neither is part of the
+//! response, as in vLLM); a trailing incomplete UTF-8 character is left out.
 //!
 //! **Canonical or not.** A model samples token by token, so the sequence it
 //! drew is not always the one the tokenizer makes of the same text (a BPE
@@ -12,8 +14,8 @@
 //! response is *canonical* when tokenizing the rendered prompt + response
 //! (as scoring does) gives exactly the prompt's tokens followed by the kept
 //! sampled tokens; then its spans are the scorer's own and `--logprobs`
-//! holds what `whence score` computes. Otherwise the spans come from
-//! decoding growing prefixes of the sampled tokens, and `--logprobs` holds
+//! holds what `whence score` computes. Otherwise each token spans the text
+//! it added in the stream, and `--logprobs` holds
 //! the log-probabilities of the tokens the model actually drew, which the
 //! method aligns to sentences by bytes like any scorer's; re-scoring would
 //! give the probabilities of another spelling of the same text.
@@ -44,16 +46,6 @@ pub fn first_stop(text: &str, stop: &[String]) -> Option<usize> {
     whence_sample::first_stop(text, stop).map(|(at, _)| at)
 }
 
-/// The longest start of `text` that `candidate` shares, cut back to a
-/// character boundary of `text`.
-fn common_prefix(text: &str, candidate: &str) -> usize {
-    let mut n = text.bytes().zip(candidate.bytes()).take_while(|(a, b)| a == b).count();
-    while !text.is_char_boundary(n) {
-        n -= 1;
-    }
-    n
-}
-
 /// Makes `sample` a response to `question` (whose rendered prompt encoded to
 /// `prompt_ids`).
 pub fn response_of(
@@ -70,8 +62,13 @@ pub fn response_of(
         tokens.pop();
         logprobs.pop();
     }
-    let full = encoder.decode(&tokens)?;
-    let cut = first_stop(&full, stop).unwrap_or(full.len());
+    // The text the tokens add after the prompt, decoded in its context
+    // (SPEC §10): a SentencePiece decoder strips the leading space of ids
+    // decoded alone. A trailing incomplete character is left out.
+    let mut stream = encoder.text_stream(prompt_ids)?;
+    stream.extend(&tokens)?;
+    let full = stream.text();
+    let cut = first_stop(full, stop).unwrap_or(full.len());
     let text = full[..cut].to_string();
 
     // The tokenizer's own view of prompt + response, as `whence score` sees it.
@@ -88,18 +85,16 @@ pub fn response_of(
     if cut == full.len() && is_canonical(&tokens) {
         return Ok(Response { text, tokens, spans: encoded.spans, logprobs, canonical: true });
     }
-    // Spans from decoding growing prefixes: token i ends where the text of
-    // tokens[..=i] stops agreeing with the full text (a token with no text,
-    // such as an id past the tokenizer's vocabulary, gets an empty span);
-    // tokens that start at or after a stop string are dropped.
+    // Spans from the stream: each token spans the text it added (a token
+    // that ends inside a character, or has no text, such as an id past the
+    // tokenizer's vocabulary, gets an empty span and still counts); tokens
+    // that start at or after a stop string are dropped.
     let mut spans = Vec::with_capacity(tokens.len());
     let mut start = 0;
-    for i in 0..tokens.len() {
+    for (i, &end) in stream.ends().iter().enumerate() {
         if cut < full.len() && start >= cut && i > 0 {
             break;
         }
-        let end = if i + 1 == tokens.len() { full.len() } else { common_prefix(&full, &encoder.decode(&tokens[..=i])?) };
-        let end = end.max(start);
         spans.push(ByteSpan::new(start.min(cut), end.min(cut)));
         start = end;
     }
@@ -171,11 +166,8 @@ mod tests {
     }
 
     #[test]
-    fn stops_and_prefixes() {
+    fn first_stop_finds_the_earliest_stop_string() {
         assert_eq!(first_stop("abc STOP def END", &["END".into(), "STOP".into()]), Some(4));
         assert_eq!(first_stop("abc", &["".into()]), None);
-        assert_eq!(common_prefix("héllo", "h\u{fffd}"), 1);
-        assert_eq!(common_prefix("héllo", "hé"), 3);
-        assert_eq!(common_prefix("ab", "abc"), 2);
     }
 }

@@ -44,7 +44,7 @@ fn run(generator: &mut CheckpointGenerator, jobs: &[Job]) -> Vec<Vec<Sample>> {
 
 #[test]
 fn batched_questions_draw_what_each_question_draws_alone() {
-    for name in ["tiny-qwen2", "tiny-llama3", "tiny-mistral", "tiny-qwen3"] {
+    for name in ["tiny-qwen2", "tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-llama2"] {
         for temperature in [0.0, 1.0] {
             let mut alone = CheckpointGenerator::open(&fixture(name), CheckpointOptions::default()).unwrap();
             let jobs = jobs(&alone, temperature);

@@ -380,8 +380,12 @@ fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
     // log-probabilities): the scoring pass gives that token too, so the
     // prompt is run once, not twice.
     let greedy_from_scoring = score_top.is_some() && max_tokens == 1 && settings.params.temperature.is_greedy() && logprobs_top <= 1;
-    let decode = |ids: &[u32], skip: bool| model.decode(ids, skip);
-    let token_text = |id: u32| model.token_text(id);
+    let decode = |context: &[u32], ids: &[u32], skip: bool| model.text_after(context, ids, skip);
+    // The most likely tokens of a step, less the drawn one, each with the
+    // text it would add after `context`.
+    let alternatives = |context: &[u32], top: &[(u32, f32)], drawn: u32| -> Vec<(String, f32)> {
+        top.iter().filter(|&&(id, _)| id != drawn).map(|&(id, x)| (model.alternative_text(context, id), x)).collect()
+    };
 
     if max_tokens > 0 {
         let session = model.session();
@@ -411,6 +415,7 @@ fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
             settings.params,
             seed,
             settings.n,
+            ids,
             &stop_token_ids,
             &settings.stop,
             model,
@@ -431,34 +436,42 @@ fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
                 Err(message) => return Ok(error(500, &message)),
             }
         };
-        let prompt_logprobs =
-            settings.prompt_logprobs.map(|k| prompt_logprobs_json(model, ids, scores.as_ref().map_or(&[][..], |s| &s.positions), k));
+        // Each prompt token's text in the context of those before it.
+        let prompt_texts = if settings.prompt_logprobs.is_some() || echo_top.is_some() { model.token_texts(&[], ids) } else { Vec::new() };
+        let prompt_logprobs = settings
+            .prompt_logprobs
+            .map(|k| prompt_logprobs_json(model, ids, &prompt_texts, scores.as_ref().map_or(&[][..], |s| &s.positions), k));
         let prompt_text = if settings.echo {
             match &prompt.text {
                 Some(text) => text.clone(),
-                None => model.decode(ids, settings.skip_special_tokens).map_err(|e| format!("prompt: {e}"))?,
+                None => model.text_after(&[], ids, settings.skip_special_tokens).map_err(|e| format!("prompt: {e}"))?,
             }
         } else {
             String::new()
         };
         for (i, continuation) in continuations.into_iter().enumerate() {
             completion_tokens += continuation.tokens.len();
-            let finished = match sampling::finish(&decode, &continuation.tokens, continuation.stopped, &rules) {
+            let finished = match sampling::finish(&decode, ids, &continuation.tokens, continuation.stopped, &rules) {
                 Ok(finished) => finished,
                 Err(message) => return Ok(error(500, &message)),
             };
             let logprobs = settings.logprobs.map(|k| {
+                // Texts in context (SPEC §10): they join to the choice's text.
                 let mut legacy = Legacy::default();
                 if settings.echo {
-                    legacy.push(&token_text, ids[0], None);
-                    for (position, &id) in scores.as_ref().map_or(&[][..], |s| &s.positions).iter().zip(&ids[1..]) {
-                        legacy.push(&token_text, id, Some((position.logprob, &position.top[..k.min(position.top.len())])));
+                    legacy.push(prompt_texts[0].clone(), None);
+                    for (p, position) in scores.as_ref().map_or(&[][..], |s| &s.positions).iter().enumerate().take(ids.len() - 1) {
+                        let top = &position.top[..k.min(position.top.len())];
+                        legacy.push(prompt_texts[p + 1].clone(), Some((position.logprob, alternatives(&ids[..=p], top, ids[p + 1]))));
                     }
                 }
                 let tops = policy.tops.get(i);
+                let texts = model.token_texts(ids, &continuation.tokens);
+                let mut context: Vec<u32> = ids[ids.len().saturating_sub(crate::model::ALTERNATIVE_CONTEXT)..].to_vec();
                 for (step, (&token, &logprob)) in continuation.tokens.iter().zip(&continuation.logprobs).enumerate() {
                     let top = tops.and_then(|t| t.get(step)).map_or(&[][..], |t| &t[..k.min(t.len())]);
-                    legacy.push(&token_text, token, Some((logprob, top)));
+                    legacy.push(texts[step].clone(), Some((logprob, alternatives(&context, top, token))));
+                    context.push(token);
                 }
                 legacy.into_json()
             });
@@ -487,15 +500,22 @@ fn completions(body: &[u8], model: &Model) -> Result<ApiResponse, String> {
 
 /// vLLM's `prompt_logprobs`: `null` for the first token, then per token a
 /// map from token ids (as strings) to `{logprob, rank, decoded_token}`: the
-/// actual token's entry, then the `k` most likely.
-fn prompt_logprobs_json(model: &Model, ids: &[u32], positions: &[whence_checkpoint::ranks::PositionLogprobs], k: usize) -> Value {
+/// actual token's entry (its text in context, `texts`), then the `k` most
+/// likely (each with the text it would add there).
+fn prompt_logprobs_json(
+    model: &Model,
+    ids: &[u32],
+    texts: &[String],
+    positions: &[whence_checkpoint::ranks::PositionLogprobs],
+    k: usize,
+) -> Value {
     let mut entries = vec![Value::Null];
-    for (position, &id) in positions.iter().zip(&ids[1..]) {
+    for (p, (position, &id)) in positions.iter().zip(&ids[1..]).enumerate() {
         let mut entry = Map::new();
-        let item = |logprob: f32, rank: u32, token: u32| json!({"logprob": f64::from(logprob), "rank": rank, "decoded_token": model.token_text(token)});
-        entry.insert(id.to_string(), item(position.logprob, position.rank, id));
+        let item = |logprob: f32, rank: u32, text: String| json!({"logprob": f64::from(logprob), "rank": rank, "decoded_token": text});
+        entry.insert(id.to_string(), item(position.logprob, position.rank, texts[p + 1].clone()));
         for (place, &(token, logprob)) in position.top.iter().take(k).enumerate() {
-            entry.entry(token.to_string()).or_insert_with(|| item(logprob, place as u32 + 1, token));
+            entry.entry(token.to_string()).or_insert_with(|| item(logprob, place as u32 + 1, model.alternative_text(&ids[..=p], token)));
         }
         entries.push(Value::Object(entry));
     }
@@ -629,6 +649,10 @@ mod tests {
 
     const PROMPT: [u32; 6] = [17, 300, 42, 9, 511, 77];
 
+    fn logprobs_tokens(logprobs: &Value) -> Vec<String> {
+        logprobs["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
+    }
+
     #[test]
     fn sampled_choices_have_vllms_shape_and_follow_the_seed() {
         let body = json!({"prompt": PROMPT, "n": 3, "seed": 5, "max_tokens": 10, "logprobs": 2, "return_token_ids": true,
@@ -646,9 +670,12 @@ mod tests {
             assert_eq!(ids(&choice["prompt_token_ids"]), PROMPT);
             let finish = choice["finish_reason"].as_str().unwrap();
             assert!(finish == "length" && tokens.len() == 10 || finish == "stop", "{choice}");
-            // The text is the text of the tokens, a final EOS left out.
+            // The text is the text of the tokens after the prompt, a final EOS left out.
             let kept = if finish == "stop" { &tokens[..tokens.len() - 1] } else { &tokens[..] };
-            assert_eq!(choice["text"], model().decode(kept, false).unwrap());
+            assert_eq!(choice["text"], model().text_after(&PROMPT, kept, false).unwrap());
+            // The tokens' texts join to it (decoded in context).
+            let texts: String = logprobs_tokens(&choice["logprobs"]).concat();
+            assert!(texts.starts_with(choice["text"].as_str().unwrap()), "{texts:?}");
             let logprobs = &choice["logprobs"];
             let lps = logprobs["token_logprobs"].as_array().unwrap();
             assert_eq!(lps.len(), tokens.len());
@@ -779,7 +806,7 @@ mod tests {
         );
         let choice = &value["choices"][0];
         assert_eq!(ids(&choice["token_ids"]), tokens[..=first]);
-        assert_eq!(choice["text"], model().decode(&tokens[..first], false).unwrap());
+        assert_eq!(choice["text"], model().text_after(&PROMPT, &tokens[..first], false).unwrap());
         assert_eq!((choice["finish_reason"].as_str().unwrap(), &choice["stop_reason"]), ("stop", &json!(at)));
     }
 

@@ -15,10 +15,17 @@ use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
 
 use whence_checkpoint::ranks::PromptLogprobs;
+use whence_encode::TextStream;
 use whence_checkpoint::weights::open_weights;
 use whence_checkpoint::{
     CheckpointError, CheckpointOptions, Config, Continuation, Decoder, Encoder, NextToken, PromptRequest, TemplateMode,
 };
+
+/// How many tokens before a step give an alternative token its text
+/// ([`Model::alternative_text`]): enough for a decoder that strips a
+/// leading space and for a character split over up to four byte tokens
+/// (vLLM's incremental detokenizer starts 5 tokens back too).
+pub const ALTERNATIVE_CONTEXT: usize = 5;
 
 /// What one prompt's scoring returns.
 pub type PromptScores = PromptLogprobs;
@@ -107,15 +114,33 @@ impl Model {
         self.encoder.tokenizer().encode(text, true).map(|e| e.get_ids().to_vec()).map_err(|e| format!("cannot tokenize the prompt: {e}"))
     }
 
-    /// The text of one token, as vLLM's `decoded_token`.
-    pub fn token_text(&self, id: u32) -> String {
-        self.encoder.tokenizer().decode(&[id], false).unwrap_or_default()
+    /// A stream that decodes tokens drawn after `context` in that context
+    /// (SPEC §10), special tokens dropped or kept.
+    pub fn text_stream(&self, context: &[u32], skip_special_tokens: bool) -> Result<TextStream<'_>, String> {
+        TextStream::new(self.encoder.tokenizer(), context, skip_special_tokens)
     }
 
-    /// The text of `ids`, special tokens dropped or kept (the whole
-    /// sequence at once, so that characters split over tokens come out whole).
-    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, String> {
-        self.encoder.tokenizer().decode(ids, skip_special_tokens).map_err(|e| format!("cannot decode tokens: {e}"))
+    /// The text `ids` add after `context`, decoded in context (a trailing
+    /// incomplete character left out, as vLLM's detokenizer leaves it out).
+    pub fn text_after(&self, context: &[u32], ids: &[u32], skip_special_tokens: bool) -> Result<String, String> {
+        whence_encode::text_after(self.encoder.tokenizer(), context, ids, skip_special_tokens)
+    }
+
+    /// Each token's text in the context of `context` and the tokens before
+    /// it (vLLM's `decoded_token`, special tokens kept): the texts join to
+    /// [`Model::text_after`]'s; a token that ends inside a character has
+    /// none, the one that completes it has the whole character.
+    pub fn token_texts(&self, context: &[u32], ids: &[u32]) -> Vec<String> {
+        let Ok(mut stream) = self.text_stream(context, false) else { return vec![String::new(); ids.len()] };
+        ids.iter().map(|&id| stream.push(id).map(str::to_string).unwrap_or_default()).collect()
+    }
+
+    /// The text `id` would add after `context` (its last
+    /// [`ALTERNATIVE_CONTEXT`] tokens): an alternative token's entry in the
+    /// top log-probabilities.
+    pub fn alternative_text(&self, context: &[u32], id: u32) -> String {
+        let context = &context[context.len().saturating_sub(ALTERNATIVE_CONTEXT)..];
+        self.text_after(context, &[id], false).unwrap_or_default()
     }
 
     /// Takes the decoder (waits while another request holds it).

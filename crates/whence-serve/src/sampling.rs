@@ -15,6 +15,8 @@ use serde_json::{json, Map, Value};
 use whence_checkpoint::NextToken;
 use whence_sample::{choice_seed, first_stop, SamplingParams, TokenSampler};
 
+use whence_encode::TextStream;
+
 use crate::Model;
 
 /// The tokens that end a choice: the request's `stop_token_ids`, and the
@@ -30,14 +32,15 @@ pub fn stop_set(request: &[u32], model_eos: &[u32], ignore_eos: bool) -> Vec<u32
 }
 
 /// Draws each choice from its own seeded stream and ends it at a stop token
-/// or stop string; keeps the `top` most likely tokens of every step when
-/// the request asked for `logprobs` ≥ 1.
+/// or stop string (found in its text decoded in the prompt's context, as
+/// the choice's text is made); keeps the `top` most likely tokens of every
+/// step when the request asked for `logprobs` ≥ 1.
 pub struct Policy<'a> {
     samplers: Vec<TokenSampler>,
     stop_token_ids: &'a [u32],
     stop: &'a [String],
-    model: &'a Model,
-    skip_special_tokens: bool,
+    /// Per choice, its text so far (only with stop strings).
+    texts: Vec<Option<TextStream<'a>>>,
     top: usize,
     /// Per choice, per step: the most likely tokens and their log-probabilities.
     pub tops: Vec<Vec<Vec<(u32, f32)>>>,
@@ -49,18 +52,21 @@ impl<'a> Policy<'a> {
         params: SamplingParams,
         seed: u64,
         choices: usize,
+        prompt: &[u32],
         stop_token_ids: &'a [u32],
         stop: &'a [String],
         model: &'a Model,
         skip_special_tokens: bool,
         top: usize,
     ) -> Self {
+        // A prompt the stream cannot decode only means no stop string is
+        // found; the choice's text reports the error.
+        let text = || if stop.is_empty() { None } else { model.text_stream(prompt, skip_special_tokens).ok() };
         Policy {
             samplers: (0..choices).map(|i| TokenSampler::new(params, choice_seed(seed, i))).collect(),
             stop_token_ids,
             stop,
-            model,
-            skip_special_tokens,
+            texts: (0..choices).map(|_| text()).collect(),
             top,
             tops: vec![Vec::new(); choices],
         }
@@ -75,16 +81,13 @@ impl NextToken for Policy<'_> {
         self.samplers[sequence].sample(logits)
     }
 
-    fn finished(&mut self, _sequence: usize, tokens: &[u32]) -> bool {
-        if tokens.last().is_some_and(|t| self.stop_token_ids.contains(t)) {
+    fn finished(&mut self, sequence: usize, tokens: &[u32]) -> bool {
+        let Some(&token) = tokens.last() else { return false };
+        if self.stop_token_ids.contains(&token) {
             return true;
         }
-        if self.stop.is_empty() {
-            return false;
-        }
-        // The whole text each time, as in-process generation checks it: a
-        // stop string may span tokens, and a character may be split over them.
-        self.model.decode(tokens, self.skip_special_tokens).is_ok_and(|text| first_stop(&text, self.stop).is_some())
+        let Some(Some(text)) = self.texts.get_mut(sequence) else { return false };
+        text.push(token).is_ok() && first_stop(text.text(), self.stop).is_some()
     }
 }
 
@@ -110,20 +113,22 @@ pub struct Finished {
     pub stop_reason: Value,
 }
 
-/// A detokenizer: token ids and whether to skip special tokens, to text.
-pub type Decode<'a> = dyn Fn(&[u32], bool) -> Result<String, String> + 'a;
+/// A detokenizer: the text token ids add after a context (a prompt's ids),
+/// special tokens skipped or not ([`Model::text_after`]).
+pub type Decode<'a> = dyn Fn(&[u32], &[u32], bool) -> Result<String, String> + 'a;
 
-/// The text of a choice: the decoded tokens without a final stop token,
-/// cut before the first stop string (with `include_stop_str_in_output`,
-/// both kept and cut after the stop string), as vLLM makes it.
-pub fn finish(decode: &Decode, tokens: &[u32], stopped: bool, rules: &TextRules) -> Result<Finished, String> {
+/// The text of a choice: its tokens without a final stop token, decoded in
+/// the context of `prompt` (SPEC §10), cut before the first stop string
+/// (with `include_stop_str_in_output`, both kept and cut after the stop
+/// string), as vLLM makes it.
+pub fn finish(decode: &Decode, prompt: &[u32], tokens: &[u32], stopped: bool, rules: &TextRules) -> Result<Finished, String> {
     let last = tokens.last().copied();
     let stop_token = last.filter(|t| stopped && rules.stop_token_ids.contains(t));
     let kept = match stop_token {
         Some(_) if !rules.include_stop_str_in_output => &tokens[..tokens.len() - 1],
         _ => tokens,
     };
-    let full = decode(kept, rules.skip_special_tokens)?;
+    let full = decode(prompt, kept, rules.skip_special_tokens)?;
     let finish_reason = if stopped { "stop" } else { "length" };
     if let Some((at, stop)) = first_stop(&full, rules.stop) {
         let end = if rules.include_stop_str_in_output { at + stop.len() } else { at };
@@ -159,10 +164,10 @@ pub struct Legacy {
 }
 
 impl Legacy {
-    /// Adds a token. `scored` is its log-probability and the most likely
-    /// tokens there; `None` for the first prompt token (no context).
-    pub fn push(&mut self, model_text: &dyn Fn(u32) -> String, token: u32, scored: Option<(f32, &[(u32, f32)])>) {
-        let text = model_text(token);
+    /// Adds a token with its text. `scored` is its log-probability and the
+    /// most likely tokens there with their texts; `None` for the first
+    /// prompt token (no context).
+    pub fn push(&mut self, text: String, scored: Option<(f32, Vec<(String, f32)>)>) {
         self.text_offset.push(self.next_offset);
         self.next_offset += text.chars().count();
         match scored {
@@ -174,8 +179,8 @@ impl Legacy {
                 self.token_logprobs.push(logprob_value(logprob));
                 let mut map = Map::new();
                 map.insert(text.clone(), logprob_value(logprob));
-                for &(id, x) in top {
-                    map.entry(model_text(id)).or_insert_with(|| logprob_value(x));
+                for (other, x) in top {
+                    map.entry(other).or_insert_with(|| logprob_value(x));
                 }
                 self.top_logprobs.push(Value::Object(map));
             }
@@ -199,7 +204,7 @@ mod tests {
 
     /// A toy detokenizer: token t is the letter `a` + t; 9 is a special
     /// `<e>` (dropped when skipping special tokens).
-    fn decode(ids: &[u32], skip: bool) -> Result<String, String> {
+    fn decode(_context: &[u32], ids: &[u32], skip: bool) -> Result<String, String> {
         Ok(ids
             .iter()
             .filter(|&&t| !(skip && t == 9))
@@ -234,22 +239,22 @@ mod tests {
     fn text_without_the_stop_token_and_before_the_stop_string() {
         let none: [String; 0] = [];
         // Ended by the model's EOS: dropped from the text, no stop reason.
-        let done = finish(&decode, &[0, 1, 9], true, &rules(&none, &[], false, false)).unwrap();
+        let done = finish(&decode, &[], &[0, 1, 9], true, &rules(&none, &[], false, false)).unwrap();
         assert_eq!(done, Finished { text: "ab".into(), finish_reason: "stop", stop_reason: Value::Null });
         // Kept (as text) with include_stop_str_in_output, unless special tokens are skipped.
-        assert_eq!(finish(&decode, &[0, 1, 9], true, &rules(&none, &[], true, false)).unwrap().text, "ab<e>");
-        assert_eq!(finish(&decode, &[0, 1, 9], true, &rules(&none, &[], true, true)).unwrap().text, "ab");
+        assert_eq!(finish(&decode, &[], &[0, 1, 9], true, &rules(&none, &[], true, false)).unwrap().text, "ab<e>");
+        assert_eq!(finish(&decode, &[], &[0, 1, 9], true, &rules(&none, &[], true, true)).unwrap().text, "ab");
         // A requested stop token is the stop reason.
-        let done = finish(&decode, &[0, 3], true, &rules(&none, &[3], false, false)).unwrap();
+        let done = finish(&decode, &[], &[0, 3], true, &rules(&none, &[3], false, false)).unwrap();
         assert_eq!((done.text.as_str(), done.stop_reason), ("a", json!(3)));
         // A stop string: cut before it, or after it when included.
         let stop = ["bc".to_string()];
-        let done = finish(&decode, &[0, 1, 2], true, &rules(&stop, &[], false, false)).unwrap();
+        let done = finish(&decode, &[], &[0, 1, 2], true, &rules(&stop, &[], false, false)).unwrap();
         assert_eq!((done.text.as_str(), done.stop_reason), ("a", json!("bc")));
-        assert_eq!(finish(&decode, &[0, 1, 2], true, &rules(&stop, &[], true, false)).unwrap().text, "abc");
+        assert_eq!(finish(&decode, &[], &[0, 1, 2], true, &rules(&stop, &[], true, false)).unwrap().text, "abc");
         // Out of tokens: everything, finish `length`; a last token 3 not
         // drawn as a stop stays.
-        let done = finish(&decode, &[0, 3], false, &rules(&none, &[3], false, false)).unwrap();
+        let done = finish(&decode, &[], &[0, 3], false, &rules(&none, &[3], false, false)).unwrap();
         assert_eq!(done, Finished { text: "ad".into(), finish_reason: "length", stop_reason: Value::Null });
     }
 
@@ -257,9 +262,9 @@ mod tests {
     fn legacy_logprobs_shape() {
         let text = |t: u32| ["A", "bc", "d"][t as usize].to_string();
         let mut legacy = Legacy::default();
-        legacy.push(&text, 0, None);
-        legacy.push(&text, 1, Some((-0.5, &[(2, -0.25), (1, -0.75)])));
-        legacy.push(&text, 2, Some((f32::NEG_INFINITY, &[])));
+        legacy.push(text(0), None);
+        legacy.push(text(1), Some((-0.5, vec![(text(2), -0.25), (text(1), -0.75)])));
+        legacy.push(text(2), Some((f32::NEG_INFINITY, vec![])));
         let value = legacy.into_json();
         assert_eq!(
             value,
