@@ -776,6 +776,39 @@ mod tests {
         assert!(choice["text"].as_str().unwrap().starts_with(text));
     }
 
+    /// On a SentencePiece-style tokenizer (its decoder strips a leading
+    /// space), every token's text is decoded in context: the BOS reads
+    /// `<s>`, later words keep their space, and the texts join to the text.
+    #[test]
+    fn token_texts_are_decoded_in_context_on_a_sentencepiece_tokenizer() {
+        static LLAMA2: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+        let model = LLAMA2.get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/fixtures/tiny-llama2");
+            Model::load(&dir, Default::default(), "tiny-llama2".into()).unwrap()
+        });
+        let text = "Once upon a time";
+        let body = json!({"prompt": text, "max_tokens": 6, "echo": true, "logprobs": 2, "temperature": 0, "ignore_eos": true}).to_string();
+        let request = ApiRequest { method: "POST", path: "/v1/completions", authorization: None, body: body.as_bytes() };
+        let answer = handle(&request, model, None);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let value: Value = serde_json::from_str(&answer.body).unwrap();
+        let choice = &value["choices"][0];
+        let prompt = ids(&choice["prompt_token_ids"]);
+        let tokens = logprobs_tokens(&choice["logprobs"]);
+        assert_eq!(tokens.len(), prompt.len() + 6);
+        assert_eq!(tokens[0], "<s>");
+        // Decoded alone, `▁u` would read "u": in context it keeps its space.
+        assert_eq!(tokens[1..prompt.len()].concat(), format!(" {text}"), "{tokens:?}");
+        assert!(tokens.iter().any(|t| t == " u"), "{tokens:?}");
+        // After the BOS the texts join to the echoed prompt and the completion.
+        assert_eq!(tokens[1..].concat().trim_start(), choice["text"].as_str().unwrap());
+        // text_offset: each the previous plus the previous token's length.
+        let offsets: Vec<u64> = choice["logprobs"]["text_offset"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        for i in 1..tokens.len() {
+            assert_eq!(offsets[i], offsets[i - 1] + tokens[i - 1].chars().count() as u64);
+        }
+    }
+
     #[test]
     fn stop_strings_and_stop_tokens_end_a_choice() {
         let free = answer(
