@@ -17,9 +17,26 @@ use tokenizers::{DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorW
 
 type Stream<'a> = tokenizers::DecodeStream<'a, ModelWrapper, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>;
 
+/// How many ids of context a stream keeps for decoding by whole sequences
+/// (see [`TextStream`]).
+const CONTEXT_TAIL: usize = 16;
+
 /// Decodes tokens one at a time in the context of the ids before them.
+///
+/// Decoding is not always local: a byte-fallback decoder turns a run of byte
+/// pieces into text only when the whole run is valid UTF-8, so a later byte
+/// can turn the `Ă` two bytes made into `���`, and the `tokenizers` stream
+/// then refuses the token. From there on the stream decodes the whole
+/// sequence (the last [`CONTEXT_TAIL`] ids of context and every token) at
+/// each token, and text already handed out may change: [`TextStream::ends`]
+/// is cut back to what still stands.
 pub struct TextStream<'a> {
-    stream: Stream<'a>,
+    tokenizer: &'a Tokenizer,
+    skip_special_tokens: bool,
+    /// `None` once decoding by whole sequences.
+    stream: Option<Stream<'a>>,
+    context_tail: Vec<u32>,
+    ids: Vec<u32>,
     text: String,
     /// Per pushed token, the byte range of `text` it added.
     ends: Vec<usize>,
@@ -36,22 +53,60 @@ impl<'a> TextStream<'a> {
     /// for text from the start). Special tokens are decoded as text unless
     /// `skip_special_tokens`.
     pub fn new(tokenizer: &'a Tokenizer, context: &[u32], skip_special_tokens: bool) -> Result<Self, String> {
-        let mut stream = tokenizer.decode_stream(skip_special_tokens);
+        let mut stream = Some(tokenizer.decode_stream(skip_special_tokens));
         for &id in context {
-            stream.step(id).map_err(|e| format!("cannot decode the context's token {id}: {e}"))?;
+            if let Some(primed) = &mut stream {
+                if primed.step(id).is_err() {
+                    stream = None;
+                }
+            }
         }
-        Ok(TextStream { stream, text: String::new(), ends: Vec::new() })
+        let context_tail = context[context.len().saturating_sub(CONTEXT_TAIL)..].to_vec();
+        Ok(TextStream { tokenizer, skip_special_tokens, stream, context_tail, ids: Vec::new(), text: String::new(), ends: Vec::new() })
     }
 
     /// Adds the next token; returns the text it adds (empty while the text
     /// ends inside a character, or for a token that decodes to nothing).
     pub fn push(&mut self, id: u32) -> Result<&str, String> {
-        let start = self.text.len();
-        if let Some(piece) = self.stream.step(id).map_err(|e| format!("cannot decode token {id} in context: {e}"))? {
-            self.text.push_str(&piece);
+        self.ids.push(id);
+        let stepped = match &mut self.stream {
+            Some(stream) => stream.step(id).ok(),
+            None => None,
+        };
+        match stepped {
+            Some(piece) => self.text.push_str(piece.as_deref().unwrap_or("")),
+            None => {
+                self.stream = None;
+                self.decode_whole()?;
+            }
         }
+        // From where the text stood before this token (cut back if the
+        // text handed out changed).
+        let start = self.ends.last().copied().unwrap_or(0);
         self.ends.push(self.text.len());
         Ok(&self.text[start..])
+    }
+
+    /// The text of context tail + tokens less that of the context tail, a
+    /// trailing U+FFFD (an incomplete or invalid character) held back.
+    fn decode_whole(&mut self) -> Result<(), String> {
+        let decode = |ids: &[u32]| self.tokenizer.decode(ids, self.skip_special_tokens).map_err(|e| format!("cannot decode tokens: {e}"));
+        let base = decode(&self.context_tail)?;
+        let all = decode(&[&self.context_tail[..], &self.ids[..]].concat())?;
+        let mut from = all.bytes().zip(base.bytes()).take_while(|(a, b)| a == b).count();
+        while !all.is_char_boundary(from) {
+            from -= 1;
+        }
+        let text = all[from..].trim_end_matches('\u{fffd}');
+        let mut kept = text.bytes().zip(self.text.bytes()).take_while(|(a, b)| a == b).count();
+        while !text.is_char_boundary(kept) {
+            kept -= 1;
+        }
+        for end in &mut self.ends {
+            *end = (*end).min(kept);
+        }
+        self.text = text.to_string();
+        Ok(())
     }
 
     /// Adds every token of `ids`.
@@ -144,6 +199,26 @@ mod tests {
         assert_eq!(stream.text(), " €");
         // A sample cut after two of the euro sign's three bytes.
         assert_eq!(text_after(&tokenizer, &[4, 5], &[6, 8, 1, 2], false).unwrap(), " He ");
+    }
+
+    #[test]
+    fn a_byte_that_spoils_a_character_before_it_is_decoded_as_the_whole_run() {
+        let tokenizer = sentencepiece();
+        // A stray E2 after the euro sign's bytes makes the run invalid.
+        let mut stream = TextStream::new(&tokenizer, &[4, 5], false).unwrap();
+        assert_eq!(stream.push(1).unwrap(), "");
+        assert_eq!(stream.push(2).unwrap(), "");
+        assert_eq!(stream.push(3).unwrap(), "€");
+        // E2 82 AC E2: the euro sign, then a lone E2 held back.
+        stream.push(1).unwrap();
+        assert_eq!(stream.text(), "€");
+        // Then a word: the run E2 82 AC E2 is invalid as a whole, so the
+        // decoder gives U+FFFD for each of its bytes, the euro sign's too
+        // (as decoding the whole sequence does); the text handed out changes.
+        stream.push(6).unwrap();
+        assert_eq!(stream.text(), "\u{fffd}\u{fffd}\u{fffd}\u{fffd} He");
+        assert_eq!(stream.text(), tokenizer.decode(&[4, 5, 1, 2, 3, 1, 6], false).unwrap().strip_prefix("ball.").unwrap());
+        assert!(stream.ends().windows(2).all(|w| w[0] <= w[1]) && *stream.ends().last().unwrap() == stream.text().len());
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct GenerateArgs {
     #[arg(long = "stop", value_name = "STRING", help_heading = "Sampling")]
     pub stop: Vec<String>,
 
+    /// In-process on the CPU: decode consecutive questions together, up to N samples in all per step (1: one question at a time). The same N and question order give the same output; a run resumed from the cache may batch the rest otherwise, which can move a logit in its last bits
+    #[arg(long, default_value = "1", value_name = "N", help_heading = "Sampling")]
+    pub batch_rows: usize,
+
     #[command(flatten)]
     pub fields: FieldArgs,
     #[command(flatten)]
@@ -87,6 +91,9 @@ pub fn run(args: GenerateArgs, verbosity: Verbosity) -> anyhow::Result<()> {
     if args.samples == 0 {
         return Err(UsageError("--samples 0: ask for at least 1 sample per question".into()).into());
     }
+    if args.batch_rows == 0 {
+        return Err(UsageError("--batch-rows 0: give at least 1 (one question at a time)".into()).into());
+    }
     if args.max_new_tokens == 0 {
         return Err(UsageError("--max-new-tokens 0: ask for at least 1 token per sample".into()).into());
     }
@@ -104,7 +111,9 @@ pub fn run(args: GenerateArgs, verbosity: Verbosity) -> anyhow::Result<()> {
             .into())
         }
         ScorerSpec::Checkpoint(dir) => Box::new(
-            CheckpointGenerator::open(dir, factory.checkpoint_options()?).with_context(|| format!("model {}", dir.display()))?,
+            CheckpointGenerator::open(dir, factory.checkpoint_options()?)
+                .with_context(|| format!("model {}", dir.display()))?
+                .with_batch_rows(args.batch_rows),
         ),
         ScorerSpec::Server(server) => {
             let encoder = factory.server_encoder("model", "model", &args.model)?;

@@ -139,6 +139,26 @@ fn greedy_samples_are_all_the_argmax_continuation() {
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
 }
 
+/// `--batch-rows` decodes several questions together; on the tiny
+/// checkpoints the records are those of one question at a time.
+#[test]
+fn questions_decoded_together_give_the_same_records() {
+    let scratch = Scratch::new("generate-batch-rows");
+    let input = questions(&scratch, 9);
+    let extra = ["--samples", "3", "--temperature", "0.7", "--max-new-tokens", "12", "--no-cache"];
+    let alone = scratch.join("alone.jsonl");
+    ok(whence(&generate_args(&fixture("tiny-llama2"), &input, &alone, &extra)));
+    let together = scratch.join("together.jsonl");
+    let mut args = generate_args(&fixture("tiny-llama2"), &input, &together, &extra);
+    args.extend(["--batch-rows".to_string(), "8".to_string()]);
+    ok(whence(&args));
+    assert_eq!(std::fs::read_to_string(&alone).unwrap(), std::fs::read_to_string(&together).unwrap());
+    let mut args = generate_args(&fixture("tiny-llama2"), &input, &together, &extra);
+    args.extend(["--batch-rows".to_string(), "0".to_string()]);
+    let output = whence(&args);
+    assert_eq!(output.status.code(), Some(2));
+}
+
 #[test]
 fn an_interrupted_run_resumes_from_the_cache_with_the_same_output() {
     let scratch = Scratch::new("generate-resume");
