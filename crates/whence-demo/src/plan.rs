@@ -19,6 +19,12 @@
 //!   attribution; time);
 //! - batches group sequences of similar length (`whence-train`), which cut
 //!   padding, not what is learned.
+//!
+//! Tried for the student's single steps and not adopted (README's demo
+//! section has the table): more one-step practice (14 of 60 right), practice
+//! sheets of bare steps in four forms (at best 43% of sheet steps right, and
+//! only with no other text), a Qwen2 student, and totals up to 10 (the
+//! teacher fell to 18%: it lost track of which change comes next).
 
 use serde::{Deserialize, Serialize};
 use whence_train::{Architecture, ModelShape, TrainSettings};
