@@ -15,11 +15,11 @@ use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
 
 use whence_checkpoint::ranks::PromptLogprobs;
-use whence_encode::TextStream;
 use whence_checkpoint::weights::open_weights;
 use whence_checkpoint::{
     CheckpointError, CheckpointOptions, Config, Continuation, Decoder, Encoder, NextToken, PromptRequest, TemplateMode,
 };
+use whence_encode::TextStream;
 
 /// How many tokens before a step give an alternative token its text
 /// ([`Model::alternative_text`]): enough for a decoder that strips a
