@@ -7,6 +7,10 @@
 //! template (or raw text, for base models); [`Encoder::encode`] renders a
 //! record's prompt, tokenizes prompt + response as one text ([`encode`]) and
 //! returns the ids with each scored token's byte span in the response.
+//!
+//! The other way, [`TextStream`] turns generated ids into the text they add
+//! after a prompt, decoded in the prompt's context (SPEC §10), for
+//! in-process generation, the check of server answers and `whence serve`.
 
 mod detokenize;
 mod encode;
