@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 
 use crate::kernels::exp_nonpositive;
+use crate::parallel::SharedOut;
 
 /// Queries per block and keys per tile.
 pub const TILE: usize = 64;
@@ -192,11 +193,6 @@ fn pack(k: &[f32], v: &[f32], shape: &AttentionShape) -> Packed {
     );
     Packed { keys, values, tiles, padded_dim }
 }
-
-/// The output pointer shared by the work items, which write disjoint parts.
-struct SharedOut(*mut f32);
-// SAFETY: every work item writes only its own (query block, KV head) cells.
-unsafe impl Sync for SharedOut {}
 
 #[allow(clippy::too_many_arguments)]
 fn run(q: &[f32], k: &[f32], v: &[f32], shape: &AttentionShape, first_keys: &[u32], scale: f32, out: &mut [f32], kernel: Kernel) {

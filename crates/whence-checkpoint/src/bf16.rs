@@ -29,6 +29,8 @@ use std::sync::OnceLock;
 use half::bf16;
 use rayon::prelude::*;
 
+use crate::parallel::{block_width, SharedOut};
+
 /// Output features per panel of the packed layout (two 16-lane registers).
 pub const PANEL: usize = 32;
 /// Rows of `x` per register tile of the AVX512_BF16 kernel.
@@ -321,19 +323,6 @@ pub(crate) unsafe fn product(
         }
         _ => unreachable!("rows and weight of different bf16 kernels"),
     }
-}
-
-/// Shares the output buffer between tasks that write disjoint columns.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes only the columns of its own block.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-/// Output features per task: a multiple of 64 (so of [`PANEL`]), about 8
-/// tasks per product, from the shape alone (see `crate::linear`).
-fn block_width(outputs: usize) -> usize {
-    (outputs / 8 / 64 * 64).clamp(64, 1024)
 }
 
 /// `out = x·wᵀ (+ bias)` with `x` `[rows, w.inputs()]` f32 (rounded to bf16),

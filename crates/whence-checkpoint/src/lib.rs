@@ -19,6 +19,7 @@ pub mod decoder;
 pub mod generate;
 pub mod kernels;
 pub mod linear;
+mod parallel;
 pub mod ranks;
 pub mod scorer;
 pub mod weights;

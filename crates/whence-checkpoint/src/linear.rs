@@ -12,28 +12,13 @@
 
 use rayon::prelude::*;
 
+use crate::parallel::{block_width, SharedOut};
+
 /// Bad arguments to [`linear`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LinearError {
     #[error("linear {what} has {got} values, expected {expected}")]
     Length { what: &'static str, got: usize, expected: usize },
-}
-
-/// Shares the output buffer between tasks that write disjoint columns.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes only the columns of its own block.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-/// Output features per task: a multiple of 64 (gemm's AVX-512 tile height),
-/// about 8 tasks per product (4 per thread on 2 cores). It depends on the
-/// product's shape only, never on the thread count: gemm's blocking (and so
-/// the order of its sums) follows the width of the product it is given, so
-/// a width chosen by thread count made results differ in the last bits
-/// between `--threads 1` and `--threads 2`.
-fn block_width(outputs: usize) -> usize {
-    (outputs / 8 / 64 * 64).clamp(64, 1024)
 }
 
 /// `out = x·wᵀ (+ bias)`: `x` is `[rows, inputs]`, `w` `[outputs, inputs]`
