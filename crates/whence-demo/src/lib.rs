@@ -32,9 +32,9 @@ use serde::Serialize;
 use whence_cache::ScoreCache;
 use whence_core::{Label, Prompt, Record, Segmenter, SegmenterConfig, Strategy, Threshold};
 use whence_io::{OutputFormat, RecordSet};
-use whence_pipeline::attribute::{run_attribute, AttributeSettings, Candidate};
+use whence_pipeline::attribute::{run_attribute, Candidate};
 use whence_pipeline::select::{run_select, SelectOutput, SelectSettings};
-use whence_pipeline::trace::{run_trace, TraceScorers, TraceSettings};
+use whence_pipeline::trace::{run_trace, MethodSettings, TraceScorers};
 use whence_pipeline::{BetaChoice, Progress};
 use whence_train::StepReport;
 use whence_world::summary::{Attribution, DemoSummary, GroundTruth, SampleOrigins, SourceTruth};
@@ -296,7 +296,7 @@ pub fn run(options: &DemoOptions, progress: &dyn DemoProgress) -> Result<DemoOut
 
     progress.stage("trace: labelling every sentence of the distilled model's held-out responses");
     let mut distilled_scorer = stages::scorer(&distilled.dir, &cache)?;
-    let trace_settings = TraceSettings {
+    let trace_settings = MethodSettings {
         alpha: Threshold::new(0.1).map_err(|e| DemoError::Model(e.to_string()))?,
         beta: BetaChoice::Auto,
         segmentation: SegmenterConfig::default(),
@@ -323,7 +323,7 @@ pub fn run(options: &DemoOptions, progress: &dyn DemoProgress) -> Result<DemoOut
         let control = run_trace(
             responses.clone(),
             TraceScorers { teacher: &mut teacher_scorer, student: &mut student_scorer, distilled: &mut distilled_scorer },
-            &TraceSettings { beta, ..trace_settings.clone() },
+            &MethodSettings { beta, ..trace_settings.clone() },
             progress,
         )?;
         let dir = out.join("controls").join(source);
@@ -341,7 +341,7 @@ pub fn run(options: &DemoOptions, progress: &dyn DemoProgress) -> Result<DemoOut
 
     progress.stage("attribute: which teacher did the distilled model learn from?");
     let mut spurious_scorer = stages::scorer(&world.spurious.dir, &cache)?;
-    let attribute_settings = AttributeSettings {
+    let attribute_settings = MethodSettings {
         alpha: trace_settings.alpha,
         beta: BetaChoice::Auto,
         segmentation: SegmenterConfig::default(),

@@ -8,30 +8,18 @@ use serde::Serialize;
 use whence_core::attribute::{rank, summarise_candidate, CandidateAttribution, RANKING_STATISTIC};
 use whence_core::beta::{search_beta, BetaSearch, BetaSearchSettings, Stage};
 use whence_core::profile::{position_profile, PositionProfile, ProfileInput};
-use whence_core::{Label, Segmenter, SegmenterConfig, Threshold};
-use whence_grade::Fallback;
+use whence_core::{Label, Segmenter};
 use whence_io::{write_json_atomic, Column, OutputFormat, RecordSet, Skipped, Table};
 use whence_score::{ModelInfo, Scorer};
 
 use crate::correctness::settle_correctness;
 use crate::scoring::Corpus;
-use crate::trace::{action_probabilities, positions_table, InputSummary};
+use crate::trace::{action_probabilities, positions_table, InputSummary, MethodSettings};
 use crate::{BetaChoice, PipelineError, Progress, SegmentationSummary, VERSION};
 
 /// The paper sums the correct-minus-incorrect teacher fraction over the first
 /// 400 action positions.
 pub const CORRECTNESS_GAP_POSITIONS: usize = 400;
-
-#[derive(Debug, Clone)]
-pub struct AttributeSettings {
-    pub alpha: Threshold,
-    /// `Auto`: β is searched for each candidate on its own labelling.
-    pub beta: BetaChoice,
-    pub segmentation: SegmenterConfig,
-    pub marker_tokens: u64,
-    pub skip_invalid: bool,
-    pub fallback: Fallback,
-}
 
 /// A candidate teacher: a name (letters, digits, `_`, `-`, `.`) and its scorer.
 pub struct Candidate<'a> {
@@ -149,7 +137,7 @@ pub fn run_attribute(
     distilled: &mut dyn Scorer,
     student: &mut dyn Scorer,
     candidates: Vec<Candidate<'_>>,
-    settings: &AttributeSettings,
+    settings: &MethodSettings,
     progress: &dyn Progress,
 ) -> Result<AttributeOutput, PipelineError> {
     let segmenter = Segmenter::new(&settings.segmentation).map_err(|e| PipelineError::NoRecords { reason: e.to_string() })?;

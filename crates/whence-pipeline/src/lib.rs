@@ -21,6 +21,7 @@ pub mod trace;
 pub use error::PipelineError;
 pub use progress::{NoProgress, Progress};
 pub use scoring::score_with_progress;
+pub use trace::MethodSettings;
 
 use serde::Serialize;
 use whence_core::Threshold;

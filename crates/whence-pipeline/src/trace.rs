@@ -14,10 +14,13 @@ use crate::correctness::{settle_correctness, CorrectnessCounts};
 use crate::scoring::{Corpus, Scored};
 use crate::{BetaChoice, PipelineError, Progress, SegmentationSummary, VERSION};
 
-/// What `trace` needs besides the records and the scorers.
+/// What `trace` and `attribute` need besides the records and the scorers:
+/// the method's settings, one type for both.
 #[derive(Debug, Clone)]
-pub struct TraceSettings {
+pub struct MethodSettings {
     pub alpha: Threshold,
+    /// `Auto`: β is searched (by `attribute`, for each candidate on its own
+    /// labelling).
     pub beta: BetaChoice,
     pub segmentation: SegmenterConfig,
     /// Spacing of the token markers of the position profile.
@@ -109,7 +112,7 @@ struct Traced {
 pub fn run_trace(
     mut input: RecordSet,
     scorers: TraceScorers<'_>,
-    settings: &TraceSettings,
+    settings: &MethodSettings,
     progress: &dyn Progress,
 ) -> Result<TraceOutput, PipelineError> {
     let segmenter = Segmenter::new(&settings.segmentation).map_err(|e| PipelineError::NoRecords { reason: e.to_string() })?;

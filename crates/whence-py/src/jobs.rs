@@ -22,9 +22,9 @@ use pyo3::types::PyDict;
 use whence_cli::args::{ModelArgs, ScorerFactory};
 use whence_core::{Record, Strategy};
 use whence_io::{OriginalRow, OutputFormat};
-use whence_pipeline::attribute::{run_attribute, valid_candidate_name, AttributeOutput, AttributeSettings, Candidate};
+use whence_pipeline::attribute::{run_attribute, valid_candidate_name, AttributeOutput, Candidate};
 use whence_pipeline::select::{run_select, SelectOutput, SelectSettings};
-use whence_pipeline::trace::{run_trace, TraceOutput, TraceScorers, TraceSettings};
+use whence_pipeline::trace::{run_trace, MethodSettings, TraceOutput, TraceScorers};
 use whence_pipeline::BetaChoice;
 use whence_score::TokenLogprobs;
 
@@ -325,7 +325,7 @@ pub fn trace(
     segmentation: Option<&Bound<'_, PyDict>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<TraceRun> {
-    let settings = TraceSettings {
+    let settings = MethodSettings {
         alpha: crate::small::threshold("alpha", alpha)?,
         beta: beta_choice(beta)?,
         segmentation: crate::small::segmentation(segmentation)?,
@@ -474,7 +474,7 @@ pub fn attribute(
         }
         named.push((name.clone(), ScorerArg::extract(scorer)?));
     }
-    let settings = AttributeSettings {
+    let settings = MethodSettings {
         alpha: crate::small::threshold("alpha", alpha)?,
         beta: beta_choice(beta)?,
         segmentation: crate::small::segmentation(segmentation)?,

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use whence_core::Threshold;
-use whence_pipeline::attribute::{run_attribute, valid_candidate_name, AttributeSettings, Candidate};
+use whence_pipeline::attribute::{run_attribute, valid_candidate_name, Candidate};
 use whence_pipeline::BetaChoice;
+use whence_pipeline::MethodSettings;
 use whence_score::ScorerSpec;
 
 use crate::args::{
@@ -90,7 +91,7 @@ fn parse_candidates(given: &[String]) -> anyhow::Result<Vec<(String, ScorerSpec)
 
 pub fn run(args: AttributeArgs, verbosity: Verbosity, replay: Option<crate::shard::Replay>) -> anyhow::Result<()> {
     let specs = parse_candidates(&args.candidates)?;
-    let settings = AttributeSettings {
+    let settings = MethodSettings {
         alpha: args.alpha,
         beta: args.beta,
         segmentation: args.segmentation.config()?,

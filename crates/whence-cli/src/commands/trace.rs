@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use whence_core::{Label, Threshold};
-use whence_pipeline::trace::{run_trace, TraceScorers, TraceSettings};
+use whence_pipeline::trace::{run_trace, MethodSettings, TraceScorers};
 use whence_pipeline::BetaChoice;
 use whence_score::ScorerSpec;
 
@@ -67,7 +67,7 @@ pub struct TraceArgs {
 }
 
 pub fn run(args: TraceArgs, verbosity: Verbosity, replay: Option<crate::shard::Replay>) -> anyhow::Result<()> {
-    let settings = TraceSettings {
+    let settings = MethodSettings {
         alpha: args.alpha,
         beta: args.beta,
         segmentation: args.segmentation.config()?,
