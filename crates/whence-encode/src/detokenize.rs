@@ -93,15 +93,8 @@ impl<'a> TextStream<'a> {
         let decode = |ids: &[u32]| self.tokenizer.decode(ids, self.skip_special_tokens).map_err(|e| format!("cannot decode tokens: {e}"));
         let base = decode(&self.context_tail)?;
         let all = decode(&[&self.context_tail[..], &self.ids[..]].concat())?;
-        let mut from = all.bytes().zip(base.bytes()).take_while(|(a, b)| a == b).count();
-        while !all.is_char_boundary(from) {
-            from -= 1;
-        }
-        let text = all[from..].trim_end_matches('\u{fffd}');
-        let mut kept = text.bytes().zip(self.text.bytes()).take_while(|(a, b)| a == b).count();
-        while !text.is_char_boundary(kept) {
-            kept -= 1;
-        }
+        let text = all[common_prefix(&all, &base)..].trim_end_matches('\u{fffd}');
+        let kept = common_prefix(text, &self.text);
         for end in &mut self.ends {
             *end = (*end).min(kept);
         }
@@ -132,6 +125,16 @@ impl<'a> TextStream<'a> {
     pub fn into_text(self) -> String {
         self.text
     }
+}
+
+/// The length of the longest start of `text` that `other` shares, cut back
+/// to a character boundary of `text`.
+fn common_prefix(text: &str, other: &str) -> usize {
+    let mut n = text.bytes().zip(other.bytes()).take_while(|(a, b)| a == b).count();
+    while !text.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
 }
 
 /// The text `ids` add after `context`, decoded in context (see the module).
